@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny images the tests make themselves (no ../shared needed)."""
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Keep TensorFlow quiet and on the CPU path the tests were written for.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def make_content(width: int = 80, height: int = 64) -> np.ndarray:
+    """A smooth 'photo': a sky gradient over a dark ground with a bright disc."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    image = np.stack([0.3 + 0.4 * y / height, 0.5 + 0.3 * x / width,
+                      0.9 - 0.5 * y / height], axis=-1)
+    image[y > 0.65 * height] = (0.25, 0.35, 0.15)
+    disc = (x - 0.3 * width) ** 2 + (y - 0.35 * height) ** 2 < (0.15 * height) ** 2
+    image[disc] = (0.95, 0.9, 0.4)
+    return image
+
+
+def make_style(width: int = 72, height: int = 72) -> np.ndarray:
+    """A 'painting': strongly coloured diagonal strokes, very unlike the content."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    waves = np.sin((x + y) / 3.0) * 0.5 + 0.5
+    swirl = np.cos((x - y) / 5.0) * 0.5 + 0.5
+    return np.stack([waves, 0.2 + 0.3 * swirl, 1.0 - waves * swirl], axis=-1).astype(np.float32)
+
+
+def save_png(array: np.ndarray, path) -> str:
+    Image.fromarray(np.floor(np.clip(np.asarray(array, np.float64), 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+    return str(path)
+
+
+@pytest.fixture
+def content_array() -> np.ndarray:
+    return make_content()
+
+
+@pytest.fixture
+def style_array() -> np.ndarray:
+    return make_style()
+
+
+@pytest.fixture
+def image_files(tmp_path, content_array, style_array):
+    return save_png(content_array, tmp_path / "content.png"), save_png(style_array, tmp_path / "style.png")

@@ -1,0 +1,65 @@
+import dataclasses
+
+import pytest
+
+from tfstyle.config import GATYS_STYLE_LAYERS, PRESETS, Config, make_config, parse_layer_weights
+from tfstyle.errors import UserError
+
+
+def test_defaults_are_the_default_preset():
+    assert make_config() == Config()
+    assert PRESETS["default"] == {}
+
+
+def test_coursera_preset_matches_the_course():
+    config = make_config("coursera")
+    assert (config.image_size, config.preprocess, config.content_layer) == (400, "none", "block5_conv4")
+    assert (config.alpha, config.beta, config.learning_rate) == (10.0, 40.0, 0.01)
+    assert config.init == "content_noise"
+    assert config.style_layers == GATYS_STYLE_LAYERS
+    assert config.preset == "coursera"
+
+
+def test_explicit_settings_win_over_the_preset():
+    config = make_config("coursera", learning_rate=0.05, steps=7)
+    assert (config.learning_rate, config.steps, config.alpha) == (0.05, 7, 10.0)
+
+
+def test_style_layers_accept_text_and_pairs():
+    assert parse_layer_weights("block1_conv1=0.5, block3_conv1") == (
+        ("block1_conv1", 0.5), ("block3_conv1", 1.0))
+    config = Config(style_layers="block2_conv1=2")
+    assert config.style_layers == (("block2_conv1", 2.0),)
+    assert config.to_dict()["style_layers"] == "block2_conv1=2"
+    assert Config(style_layers=[["block1_conv1", 1]]).layer_names == ("block1_conv1",)
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(steps=0), "--steps must be positive"),
+    (dict(learning_rate=-1.0), "--learning_rate must be positive"),
+    (dict(max_size=0), "--max_size must be positive"),
+    (dict(image_size=-5), "--image_size must not be negative"),
+    (dict(init="zeros"), "Unknown --init"),
+    (dict(preprocess="caffe"), "Unknown --preprocess"),
+    (dict(content_layer="block6_conv1"), "not a VGG19 convolution layer"),
+    (dict(content_layer="block2_conv3"), "not a VGG19 convolution layer"),
+    (dict(style_layers="block1_conv1=abc"), "is not a number"),
+    (dict(style_layers="block1_conv1=0,block2_conv1=0"), "sum to a positive number"),
+    (dict(style_layers="block1_conv1=-1,block2_conv1=2"), "non-negative"),
+    (dict(style_layers=""), "names no layer"),
+    (dict(beta_1=1.0), "beta_1"),
+])
+def test_bad_settings_are_refused_with_a_sentence(changes, words):
+    with pytest.raises(UserError, match=words):
+        Config(**changes)
+
+
+def test_unknown_preset_and_setting():
+    with pytest.raises(UserError, match="Unknown preset 'fast'"):
+        make_config("fast")
+    with pytest.raises(UserError, match="Unknown setting"):
+        make_config(stepz=3)
+
+
+def test_every_field_has_help():
+    assert all(field.metadata.get("help") for field in dataclasses.fields(Config))

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+from tfstyle.config import make_config
+from tfstyle.costs import content_cost, gram_matrix, layer_style_cost
+from tfstyle.transfer import StyleTransfer, initial_image, optimize
+
+LAYERS = "block1_conv1=0.5,block2_conv1=0.3,block3_conv1=0.2"
+
+
+@pytest.fixture
+def batch(content_array, style_array):
+    return content_array[None, :64, :64], style_array[None, :64, :64]
+
+
+def test_initial_images(content_array):
+    assert np.array_equal(initial_image("content", content_array, 0), content_array)
+    noisy = initial_image("content_noise", content_array, 1)
+    assert np.abs(noisy - content_array).max() <= 0.25 + 1e-6
+    assert noisy.min() >= 0 and noisy.max() <= 1 and noisy.dtype == np.float32
+    assert np.array_equal(noisy, initial_image("content_noise", content_array, 1))
+    assert not np.array_equal(noisy, initial_image("content_noise", content_array, 2))
+    noise = initial_image("noise", content_array, 0)
+    assert 0 <= noise.min() and noise.max() <= 1 and noise.std() > 0.25
+
+
+def test_costs_are_the_formulas(batch):
+    config = make_config(style_layers=LAYERS, content_layer="block3_conv2", alpha=3.0, beta=7.0,
+                         init="content_noise")
+    transfer = StyleTransfer(config, *batch)
+    features = transfer.extractor(transfer.image)
+    costs = {name: float(value) for name, value in transfer.costs(features).items()}
+    style_features = transfer.extractor(batch[1])
+    expected_content = float(content_cost(transfer.extractor(batch[0])["block3_conv2"],
+                                          features["block3_conv2"])[0])
+    expected_layers = {name: weight * float(layer_style_cost(gram_matrix(style_features[name]),
+                                                             features[name])[0])
+                       for name, weight in config.style_layers}
+    assert costs["content"] == pytest.approx(expected_content, rel=1e-5)
+    for name, value in expected_layers.items():
+        assert costs[f"style/{name}"] == pytest.approx(value, rel=1e-5)
+    assert costs["style"] == pytest.approx(sum(expected_layers.values()), rel=1e-5)
+    assert costs["total"] == pytest.approx(3.0 * costs["content"] + 7.0 * costs["style"], rel=1e-5)
+
+
+def test_steps_lower_the_cost_and_keep_pixels_in_range(batch):
+    transfer = StyleTransfer(make_config(style_layers=LAYERS, learning_rate=0.05), *batch)
+    first = float(transfer.step()["total"])
+    for _ in range(15):
+        last = float(transfer.step()["total"])
+    assert last < 0.5 * first
+    image = transfer.result()
+    assert image.min() >= 0.0 and image.max() <= 1.0
+    assert not np.array_equal(image, batch[0])
+
+
+def test_xla_and_plain_graph_agree(batch):
+    runs = []
+    for jit in (True, False):
+        transfer = StyleTransfer(make_config(style_layers=LAYERS, jit=jit), *batch)
+        runs.append([float(transfer.step()["total"]) for _ in range(3)])
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-3)
+
+
+def test_same_seed_same_result(batch):
+    config = make_config(style_layers=LAYERS, init="content_noise", seed=5, steps=3)
+    results = []
+    for _ in range(2):
+        transfer = StyleTransfer(config, *batch)
+        results.append(optimize(transfer, 3, lambda image, step: None).image)
+    np.testing.assert_allclose(results[0], results[1], atol=1e-6)
+
+
+def test_loop_saves_every_n_steps_and_at_the_end(batch):
+    transfer = StyleTransfer(make_config(style_layers=LAYERS), *batch)
+    saved = []
+    result = optimize(transfer, 7, lambda image, step: saved.append(step), save_every=3)
+    assert saved == [3, 6, 7]
+    assert result.steps == 7 and len(result.history) == 7 and not result.interrupted
+
+
+def test_ctrl_c_stops_cleanly_and_still_saves(batch):
+    transfer = StyleTransfer(make_config(style_layers=LAYERS), *batch)
+    saved = []
+
+    def interrupt_at_four(step, costs):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    result = optimize(transfer, 50, lambda image, step: saved.append((step, image.copy())),
+                      callbacks=[interrupt_at_four])
+    assert result.interrupted and result.steps == 4
+    assert [step for step, _ in saved] == [4]
+    np.testing.assert_array_equal(saved[-1][1], transfer.result())
