@@ -33,7 +33,7 @@ def resolve_config(config: Optional[Config] = None, **overrides: Any) -> Config:
     return config.replace(**overrides) if overrides else config
 
 
-def run(config: Config, content: Optional[Sequence[ImageLike]] = None,
+def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
         style: Optional[ImageLike] = None, callbacks: Sequence[StepCallback] = ()) -> Result:
     """Stylise with `config`; images default to the config's paths. When config.output is set,
     the result is written there (every save_every steps, at the end, and on Ctrl-C)."""
@@ -67,7 +67,7 @@ def stylize(content: Union[ImageLike, Sequence[ImageLike]], style: ImageLike, *,
     A list of content images is optimised as one batch and gives a list of results.
     """
     batch = isinstance(content, (list, tuple))
-    result = run(resolve_config(config, **overrides), list(content) if batch else [content],
+    result = run_config(resolve_config(config, **overrides), list(content) if batch else [content],
                  style, callbacks)
     pictures = [images.to_pil(image) for image in result.image]
     return pictures if batch else pictures[0]

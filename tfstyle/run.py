@@ -1,8 +1,13 @@
-"""Command line: `python -m tfstyle.run --content=C --style=S --output=O [--flags]`.
+"""Paint a content image in the style of another (Gatys et al., Coursera formulation).
 
-One flag per field of `tfstyle.config.Config`, generated from it: the dataclass is the only
-place where settings and defaults are written down. Flags given explicitly override the preset.
+Usage: python -m tfstyle.run --content=photo.jpg --style=painting.jpg --output=out.png [flags]
+
+Images may be files or the bundled samples sample:tubingen and sample:starry_night.
+--preset=coursera reproduces the Coursera notebook; flags given explicitly override the
+preset. --flagfile=FILE reads flags from a file, one per line.
 """
+# One flag per field of tfstyle.config.Config, generated from it: the dataclass is the only
+# place where settings and defaults are written down.
 from __future__ import annotations
 
 import dataclasses
@@ -54,7 +59,7 @@ def main(argv: Sequence[str]) -> int:
         config = config_from_flags()
         if not config.output:
             raise UserError("Say where to write the result with --output=FILE.png.")
-        result = api.run(config)
+        result = api.run_config(config)
     except UserError as error:
         print(f"tfstyle: error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,81 @@
+"""The command line, run as a user runs it: a subprocess on real files."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tfstyle.config import make_config
+from tfstyle.costs import gram_matrix, layer_style_cost
+from tfstyle.features import FeatureExtractor
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def tfstyle_run(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "tfstyle.run", *args], capture_output=True,
+                          text=True, env=ENV, timeout=timeout)
+
+
+def style_cost_of(path, style_path, size):
+    """The default preset's style cost of the image at `path`, measured independently."""
+    config = make_config()
+    extractor = FeatureExtractor(config.layer_names)
+    load = lambda p: np.asarray(Image.open(p).convert("RGB").resize(size), np.float32)[None] / 255
+    style = extractor(load(style_path))
+    image = extractor(load(path))
+    return sum(weight * float(layer_style_cost(gram_matrix(style[name]), image[name])[0])
+               for name, weight in config.style_layers)
+
+
+def test_end_to_end_run_writes_a_stylised_png(tmp_path, image_files):
+    content, style = image_files
+    output = tmp_path / "out.png"
+    result = tfstyle_run(f"--content={content}", f"--style={style}", f"--output={output}",
+                         "--max_size=64", "--steps=40")
+    assert result.returncode == 0, result.stderr
+    assert Image.open(output).size == (64, 51)
+    before = style_cost_of(content, style, (64, 51))
+    after = style_cost_of(output, style, (64, 51))
+    assert after < 0.3 * before, (before, after)
+    assert "Wrote" in result.stderr
+
+
+def test_flagfile_and_presets(tmp_path, image_files):
+    content, style = image_files
+    output = tmp_path / "coursera.png"
+    flagfile = tmp_path / "run.flags"
+    flagfile.write_text(f"--content={content}\n--style={style}\n--output={output}\n"
+                        "--preset=coursera\n--image_size=48\n--steps=3\n")
+    result = tfstyle_run(f"--flagfile={flagfile}")
+    assert result.returncode == 0, result.stderr
+    assert Image.open(output).size == (48, 48)  # the course's square images
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--content=missing.png", "--style={style}", "--output={out}"], "does not exist"),
+    (["--content={content}", "--style={style}"], "--output"),
+    (["--content={content}", "--style={style}", "--output={out}", "--steps=0"], "--steps"),
+    (["--content={content}", "--style={style}", "--output={tmp}/no/dir/out.png"], "does not exist"),
+    (["--content={content}", "--style={style}", "--output={out}", "--weights={content}"], "weights"),
+    (["--content={content}", "--style={style}", "--output={out}",
+      "--style_layers=block1_conv1=x"], "not a number"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, image_files, args, words):
+    content, style = image_files
+    values = dict(content=content, style=style, out=tmp_path / "out.png", tmp=tmp_path)
+    result = tfstyle_run(*(arg.format(**values) for arg in args))
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("tfstyle: error:")]
+    assert len(errors) == 1 and words in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_helpfull_lists_every_setting():
+    result = tfstyle_run("--helpfull")  # absl exits with 1 after printing help
+    assert "Usage: python -m tfstyle.run --content=" in result.stdout
+    for flag in ("--content", "--style_layers", "--preset", "--learning_rate", "--image_size"):
+        assert flag in result.stdout
