@@ -95,5 +95,48 @@ def test_output_path_checks(tmp_path):
     images.check_output_path(tmp_path / "fine.png")
     with pytest.raises(UserError, match="does not exist"):
         images.check_output_path(tmp_path / "nope" / "out.png")
-    with pytest.raises(UserError, match="no image format"):
+    with pytest.raises(UserError, match="Pillow cannot write"):
         images.check_output_path(tmp_path / "out.xyz")
+
+
+def rgb_values(path):
+    return np.asarray(images.load_image(path)).astype(int)
+
+
+def test_palette_with_transparency_la_and_cmyk(tmp_path):
+    palette = Image.new("P", (40, 40), 1)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.info["transparency"] = 1
+    palette.save(tmp_path / "p.png", transparency=1)
+    assert tuple(rgb_values(tmp_path / "p.png")[0, 0]) == (255, 255, 255)
+    Image.new("LA", (40, 40), (0, 255)).save(tmp_path / "la.png")
+    assert tuple(rgb_values(tmp_path / "la.png")[0, 0]) == (0, 0, 0)
+    Image.new("CMYK", (40, 40), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    red, green, blue = rgb_values(tmp_path / "cmyk.jpg")[20, 20]
+    assert red > 200 and green < 60 and blue < 60
+
+
+def test_sixteen_bit_and_float_images_are_rescaled_not_clipped(tmp_path):
+    ramp16 = (np.linspace(0, 65535, 64 * 40).reshape(40, 64)).astype(np.uint16)
+    Image.fromarray(ramp16).save(tmp_path / "deep.png")
+    values = rgb_values(tmp_path / "deep.png")
+    assert values[0, 0, 0] == 0 and values[-1, -1, 0] == 255 and 120 < values[20, 32, 0] < 136
+    ramp = np.linspace(0, 1, 64 * 40, dtype=np.float32).reshape(40, 64)
+    Image.fromarray(ramp, "F").save(tmp_path / "float.tif")
+    values = rgb_values(tmp_path / "float.tif")
+    assert values[0, 0, 0] == 0 and values[-1, -1, 0] == 255 and 120 < values[20, 32, 0] < 136
+
+
+def test_animated_gif_uses_the_first_frame(tmp_path):
+    frames = [Image.new("RGB", (40, 40), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    red, green, blue = rgb_values(tmp_path / "anim.gif")[5, 5]
+    assert red > 200 and blue < 50
+
+
+def test_tiny_images_are_refused_with_the_minimum(tmp_path):
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    with pytest.raises(UserError, match="1x1 pixels; VGG19 needs at least 32"):
+        images.load_image(tmp_path / "dot.png")
+    with pytest.raises(UserError, match="at least 32"):
+        images.load_image(np.zeros((20, 50, 3), np.float32))

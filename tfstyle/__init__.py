@@ -4,9 +4,24 @@
     picture = tfstyle.stylize("photo.jpg", "sample:starry_night", steps=200)
     picture.save("photo_starry.png")
 """
-from tfstyle.api import run_config, stylize
-from tfstyle.config import PRESETS, Config, make_config
-from tfstyle.errors import UserError
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Config", "PRESETS", "UserError", "make_config", "run_config", "stylize", "__version__"]
+
+# The API is imported on first use, so that `python -m tfstyle.run` can set TensorFlow up
+# (quietly) before anything imports it.
+_API = {"stylize": "tfstyle.api", "run_config": "tfstyle.api", "Config": "tfstyle.config",
+        "make_config": "tfstyle.config", "PRESETS": "tfstyle.config",
+        "UserError": "tfstyle.errors"}
+__all__ = [*_API, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'tfstyle' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,13 +1,16 @@
-"""The Python API: `stylize` for a picture, `run` for a whole configured run."""
+"""The Python API: `stylize` for a picture, `run_config` for a whole configured run."""
 from __future__ import annotations
 
+import os
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
+import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from tfstyle import images
+from tfstyle import features, images, monitor
+from tfstyle.checkpoints import Checkpoints
 from tfstyle.config import Config, make_config
 from tfstyle.errors import UserError
 from tfstyle.images import ImageLike
@@ -17,14 +20,27 @@ from tfstyle.transfer import Result, StepCallback, StyleTransfer, optimize
 def prepare_images(config: Config, content: Sequence[ImageLike], style: ImageLike
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Content batch [B, H, W, 3] at the configured size and the style image [1, h, w, 3]
-    with as many pixels (the same square in --image_size mode), all RGB in [0, 1]."""
+    with as many pixels (the same square in --image_size mode), all RGB in [0, 1].
+    Refuses sizes this machine's memory cannot hold before allocating anything large."""
     content_images = [images.load_image(item) for item in content]
     size = images.fit_size(content_images[0].size, config.max_size, config.image_size)
     style_image = images.load_image(style)
     style_size = (images.fit_size(style_image.size, square=config.image_size)
                   if config.image_size else images.match_area(style_image.size, size))
+    check_memory(config, size, len(content_images))
     batch = np.stack([images.to_array(image, size) for image in content_images])
     return batch, images.to_array(style_image, style_size)[None]
+
+
+def check_memory(config: Config, size: tuple[int, int], batch: int) -> None:
+    width, height = size
+    needed = features.step_memory_bytes(height, width, (config.content_layer, *config.layer_names),
+                                        batch)
+    available = features.available_memory_bytes()
+    if needed > available:
+        raise UserError(f"A {width}x{height} image needs about {needed / 2**30:.1f} GiB for one "
+                        f"step, more than the {available / 2**30:.1f} GiB this machine has free; "
+                        "use a smaller --max_size or --image_size.")
 
 
 def resolve_config(config: Optional[Config] = None, **overrides: Any) -> Config:
@@ -42,18 +58,45 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
     style = config.style if style is None else style
     if not content or (isinstance(style, str) and not style):
         raise UserError("Both a content image and a style image are needed (--content, --style).")
+    if all(isinstance(item, (str, os.PathLike)) for item in (*content, style)):
+        # Name the inputs actually used in the run record and the logs (arrays have no name).
+        config = config.replace(content=",".join(map(str, content)), style=str(style))
     if config.output:
-        images.check_output_path(config.output)
+        images.check_output_path(config.output, overwrite=config.overwrite or config.resume)
+    elif config.resume or config.checkpoint_every:
+        raise UserError("Checkpoints live beside the output: --resume and --checkpoint_every "
+                        "need --output.")
+    if config.logdir:
+        monitor.prepare_logdir(config.logdir)
     content_batch, style_batch = prepare_images(config, content, style)
+    if config.resume or config.checkpoint_every:
+        # A resumed run must end exactly where the uninterrupted one would have.
+        tf.config.experimental.enable_op_determinism()
     transfer = StyleTransfer(config, content_batch, style_batch)
-    logging.info("Stylising %dx%d pixels for %d steps (preset %s).", content_batch.shape[2],
-                 content_batch.shape[1], config.steps, config.preset)
+    saver = Checkpoints(config, transfer.image, transfer.optimizer) if config.output else None
+    start_step = saver.restore() if config.resume else 0
+    logging.info("Stylising %dx%d pixels, steps %d to %d (preset %s).", content_batch.shape[2],
+                 content_batch.shape[1], start_step + 1, config.steps, config.preset)
 
     def save(image: np.ndarray, step: int) -> None:
-        if config.output:
-            images.save_image(image[0], config.output)
+        if not config.output:
+            return
+        try:
+            images.save_image(image[0], config.output, monitor.run_record(config, step))
+        except OSError as error:
+            raise UserError(f"Could not write '{config.output}' ({error.strerror or error}); the "
+                            "last checkpoint, if any, is still valid.") from None
 
-    return optimize(transfer, config.steps, save, config.save_every, callbacks)
+    watcher = monitor.RunMonitor(config, transfer, content_batch, style_batch)
+    try:
+        result = optimize(transfer, config.steps, save, config.save_every, [watcher, *callbacks],
+                          start_step, saver.save if saver else None, config.checkpoint_every)
+    except BaseException:
+        watcher.close()
+        raise
+    watcher.finish(result)
+    result.log_dir = watcher.log_dir
+    return result
 
 
 def stylize(content: Union[ImageLike, Sequence[ImageLike]], style: ImageLike, *,

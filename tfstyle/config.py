@@ -7,6 +7,7 @@ explicit settings always win over the preset.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any
 
@@ -61,6 +62,20 @@ class Config:
     seed: int = _field(0, "Random seed for the initial noise; the same seed repeats a run.")
     jit: bool = _field(True, "Compile the step with XLA where it works.")
     save_every: int = _field(0, "Also write the image every N steps (0: only at the end).")
+    overwrite: bool = _field(False, "Replace an existing output file; without it the run refuses "
+                             "before doing any work.")
+    checkpoint_every: int = _field(0, "Write a checkpoint (image, Adam state, step) to "
+                                   "OUTPUT.checkpoints/ every N steps; one is always written when "
+                                   "a run is stopped by Ctrl-C or SIGTERM.")
+    resume: bool = _field(False, "Continue from the latest checkpoint of the same --output.")
+    logdir: str = _field("", "Write TensorBoard logs (costs, images, settings) to a new "
+                         "sub-directory of this directory; off when empty.")
+    run_name: str = _field("", "Name of the run's sub-directory in --logdir (default: the start "
+                           "time); '-2', '-3', ... is appended when it exists.")
+    log_every: int = _field(1, "Write the costs to TensorBoard every N steps.")
+    image_every: int = _field(0, "Add the generated image to TensorBoard every N steps (0: five "
+                              "times per run); the final image is always added.")
+    quiet: bool = _field(False, "No progress bar.")
 
     def __post_init__(self) -> None:
         # Accept the flag's text form (and lists) so every entry point shares one parser.
@@ -137,13 +152,18 @@ _VGG19_LAYER = re.compile(r"block[1-5]_conv[1-4]$")
 
 def validate(config: Config) -> None:
     """Refuse settings that cannot work, before any expensive work starts."""
-    positive = ("steps", "learning_rate", "max_size")
+    positive = ("steps", "learning_rate", "max_size", "log_every")
     for name in positive:
         if not getattr(config, name) > 0:
             raise UserError(f"--{name} must be positive, got {getattr(config, name)}.")
-    for name in ("image_size", "save_every", "alpha", "beta"):
+    for name in ("alpha", "beta", "learning_rate", "beta_1", "beta_2", "epsilon"):
+        if not math.isfinite(getattr(config, name)):
+            raise UserError(f"--{name} must be a finite number, got {getattr(config, name)}.")
+    for name in ("image_size", "save_every", "alpha", "beta", "image_every", "checkpoint_every"):
         if getattr(config, name) < 0:
             raise UserError(f"--{name} must not be negative, got {getattr(config, name)}.")
+    if config.run_name in (".", "..") or "/" in config.run_name or "\\" in config.run_name:
+        raise UserError(f"--run_name must be a plain directory name, got '{config.run_name}'.")
     if config.init not in INITS:
         raise UserError(f"Unknown --init '{config.init}'; choose one of: {', '.join(INITS)}.")
     if config.preprocess not in PREPROCESSING:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from typing import Sequence
 
 import tensorflow as tf
@@ -53,3 +54,34 @@ class FeatureExtractor:
         if len(self.layers) == 1:
             outputs = [outputs]
         return {name: tf.cast(output, tf.float32) for name, output in zip(self.layers, outputs)}
+
+
+# VGG19's convolutions per block and their widths, to size the activations without a model.
+_BLOCKS = {1: (2, 64), 2: (2, 128), 3: (4, 256), 4: (4, 512), 5: (4, 512)}
+
+
+def step_memory_bytes(height: int, width: int, layers: Sequence[str], batch: int = 1) -> int:
+    """Rough memory one step needs: every activation up to the deepest layer, kept for the
+    backward pass, about three times over (forward output, ReLU mask, gradient), in float32,
+    plus VGG19's weights. scripts/benchmark.py checks this against measured peaks."""
+    deepest = max((int(name[5]), int(name.split("conv")[1])) for name in layers)
+    floats = 0
+    for block, (convs, channels) in _BLOCKS.items():
+        scale = 2 ** (block - 1)
+        for conv in range(1, convs + 1):
+            if (block, conv) > deepest:
+                break
+            floats += (height // scale) * (width // scale) * channels
+    return 3 * 4 * floats * batch + 80 * 2 ** 20
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable from /proc/meminfo (Linux); elsewhere, the physical memory."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
+import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Union
+from typing import Mapping, Optional, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from absl import logging
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from tfstyle.errors import UserError
 
@@ -31,8 +34,18 @@ def load_image(source: ImageLike) -> Image.Image:
     """An RGB PIL image from a path, 'sample:NAME', a PIL image or an array.
 
     Arrays may be uint8 in [0, 255] or float in [0, 1], shaped [H, W], [H, W, 3] or [H, W, 4].
-    EXIF orientation is honoured and transparency is composited on white.
+    EXIF orientation is honoured and transparency is composited on white. Images with a side
+    under MIN_SIDE pixels are refused: upscaling them would only invent the picture.
     """
+    image = _open(source)
+    if min(image.size) < MIN_SIDE:
+        name = f"'{source}'" if isinstance(source, (str, os.PathLike)) else "The image"
+        raise UserError(f"{name} is {image.width}x{image.height} pixels; VGG19 needs at least "
+                        f"{MIN_SIDE} pixels on each side.")
+    return image
+
+
+def _open(source: ImageLike) -> Image.Image:
     if isinstance(source, np.ndarray):
         return _from_array(source)
     if isinstance(source, Image.Image):
@@ -44,16 +57,37 @@ def load_image(source: ImageLike) -> Image.Image:
         raise UserError(f"Image file '{path}' does not exist.")
     if os.path.isdir(path):
         raise UserError(f"'{path}' is a directory, not an image file.")
+    if os.path.getsize(path) == 0:
+        raise UserError(f"Image file '{path}' is empty.")
     try:
-        with Image.open(path) as image:
-            image.load()
-            return _to_rgb(ImageOps.exif_transpose(image))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise UserError(f"'{path}' is not an image Pillow can read ({error}).") from None
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its pixel limit; refuse those too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if getattr(image, "n_frames", 1) > 1:
+                    logging.warning("'%s' has %d frames; using the first.", path, image.n_frames)
+                image.load()
+                return _to_rgb(ImageOps.exif_transpose(image))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UserError(f"'{path}' claims more than {Image.MAX_IMAGE_PIXELS} pixels; refusing it "
+                        "as a possible decompression bomb.") from None
+    except UnidentifiedImageError:
+        raise UserError(f"'{path}' is not an image format Pillow can read.") from None
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as error:
+        raise UserError(f"'{path}' is damaged or truncated ({error}).") from None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    """RGB, 8 bits per channel: high-bit-depth and float images rescaled rather than clipped,
+    transparency composited on white, CMYK and palettes converted."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        values = np.asarray(image, np.float64)
+        top = values.max() if values.size else 0.0
+        # Floats are usually [0, 1]; 16-bit integers span [0, 65535].
+        scale = 1.0 if (image.mode == "F" and top <= 1.0) else (255.0 if top <= 255 else 65535.0)
+        image = Image.fromarray(np.clip(values / scale * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+            image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
@@ -109,31 +143,69 @@ def to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(np.asarray(array) * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
-def save_image(array: np.ndarray, path: str | os.PathLike) -> None:
-    """Write atomically: a crash mid-write leaves the previous file, never half an image."""
+def save_image(array: np.ndarray, path: str | os.PathLike,
+               text: Optional[Mapping[str, str]] = None) -> None:
+    """Write atomically: a crash mid-write leaves the previous file, never half an image.
+    A PNG gets `text` as text chunks (other formats have no such place and ignore it)."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     image = to_pil(array)
+    image_format = Image.registered_extensions()[path.suffix.lower()]
+    options = {}
+    if text and image_format == "PNG":
+        options["pnginfo"] = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            options["pnginfo"].add_text(key, value)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as file:
-            image.save(file, format=Image.registered_extensions()[path.suffix.lower()])
+            image.save(file, format=image_format, **options)
         os.replace(temp, path)
     except BaseException:
         os.unlink(temp)
         raise
 
 
-def check_output_path(path: str | os.PathLike) -> None:
-    """Refuse an output we could not write, before any work is done."""
+def read_png_text(path: str | os.PathLike) -> dict[str, str]:
+    """The text chunks of the PNG file at `path`."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise UserError(f"Image file '{path}' does not exist.")
+    try:
+        with Image.open(path) as image:
+            if image.format != "PNG":
+                raise UserError(f"'{path}' is a {image.format} file, not a PNG; only the PNGs "
+                                "tfstyle writes carry a run record.")
+            return dict(image.text)  # also reads chunks stored after the pixels
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+        raise UserError(f"'{path}' is not an image Pillow can read ({error}).") from None
+
+
+def writable_format(path: str | os.PathLike) -> str:
+    """The Pillow format that `path`'s extension asks for, if Pillow can write it."""
+    Image.init()
+    extension = Path(path).suffix.lower()
+    image_format = Image.registered_extensions().get(extension)
+    if image_format is None or image_format not in Image.SAVE:
+        raise UserError(f"Cannot write '{path}': Pillow cannot write images with the extension "
+                        f"'{extension or '(none)'}'; use .png or .jpg.")
+    return image_format
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse an output we could not or should not write, before any work is done."""
     path = Path(path)
-    if path.suffix.lower() not in Image.registered_extensions():
-        raise UserError(f"Cannot write '{path}': Pillow knows no image format for the extension "
-                        f"'{path.suffix}'; use .png or .jpg.")
+    writable_format(path)
     directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise UserError(f"Cannot write '{path}': the directory '{directory}' does not exist.")
-    if not os.access(directory, os.W_OK):
-        raise UserError(f"Cannot write '{path}': the directory '{directory}' is not writable.")
     if path.is_dir():
         raise UserError(f"Cannot write '{path}': it is a directory.")
+    if not directory.is_dir():
+        raise UserError(f"Cannot write '{path}': the directory '{directory}' does not exist.")
+    if path.exists() and not overwrite:
+        raise UserError(f"'{path}' already exists; pass --overwrite to replace it.")
+    try:  # permission bits do not tell root or read-only file systems apart: really try
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise UserError(f"Cannot write '{path}': the directory '{directory}' is not writable "
+                        f"({error.strerror}).") from None

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
 import time
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -11,6 +13,7 @@ from absl import logging
 
 from tfstyle.config import Config
 from tfstyle.costs import content_cost, gram_matrix, total_cost, weighted_style_costs
+from tfstyle.errors import UserError
 from tfstyle.features import FeatureExtractor
 
 Costs = dict[str, tf.Tensor]
@@ -49,6 +52,7 @@ class StyleTransfer:
             config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
         self.optimizer.build([self.image])  # no variables may be created inside the XLA step
         self._step = self._compile(config.jit)
+        self._compiled = False  # until the first step has run
 
     def costs(self, features: dict[str, tf.Tensor]) -> Costs:
         """J = α·J_content + β·J_style, with each weighted style layer's term kept for monitoring;
@@ -67,26 +71,38 @@ class StyleTransfer:
         with tf.GradientTape() as tape:
             costs = self.costs(self.extractor(self.image))
         gradient = tape.gradient(costs["total"], self.image)
+        # A non-finite step must not spoil the image or Adam's moments: skip the update and let
+        # the loop stop on the bad costs, so the last good image survives.
+        finite = tf.math.is_finite(costs["total"]) & tf.reduce_all(tf.math.is_finite(gradient))
+        tf.cond(finite, lambda: self._update(gradient), lambda: tf.constant(False))
+        return costs
+
+    def _update(self, gradient: tf.Tensor) -> tf.Tensor:
         self.optimizer.apply_gradients([(gradient, self.image)])
         self.image.assign(tf.clip_by_value(self.image, 0.0, 1.0))
-        return costs
+        return tf.constant(True)
 
     def _compile(self, jit: bool) -> Callable[[], Costs]:
         return tf.function(self._train_step, jit_compile=jit)
 
     def step(self) -> Costs:
-        try:
+        if self._compiled:
             return self._step()
+        try:
+            costs = self._step()
         except (tf.errors.UnimplementedError, tf.errors.InternalError,
                 tf.errors.InvalidArgumentError) as error:
-            if not self.config.jit or self.optimizer.iterations.numpy() > 0:
+            if not self.config.jit:
                 raise
-            # XLA is missing or broken on some platforms; the plain graph gives the same result.
+            # XLA is missing or incomplete on some platforms (and has no deterministic max-pool
+            # gradient); the plain graph computes the same step. Nothing ran, so retry is safe.
             logging.warning("XLA compilation failed (%s); running without --jit.",
                             str(error).splitlines()[0])
             self.config = self.config.replace(jit=False)
             self._step = self._compile(False)
-            return self._step()
+            costs = self._step()
+        self._compiled = True
+        return costs
 
     def result(self) -> np.ndarray:
         return self.image.numpy()
@@ -95,30 +111,96 @@ class StyleTransfer:
 @dataclasses.dataclass
 class Result:
     image: np.ndarray  # [batch, H, W, 3] in [0, 1]
-    history: list[dict[str, float]]  # costs returned by each step
-    steps: int  # steps done (fewer than asked if interrupted)
+    history: list[dict[str, float]]  # costs returned by each step of this call
+    steps: int  # the step the image belongs to (fewer than asked if stopped early)
     seconds: float
     interrupted: bool = False
+    stopped_by: str = ""  # "SIGINT", "SIGTERM" or "" when the run was not interrupted
+    log_dir: str = ""  # this run's TensorBoard directory, when config.logdir is set
+
+
+class NonFiniteCost(UserError):
+    """A cost became NaN or infinite; the image of the step before is kept."""
+
+    def __init__(self, step: int, cost: str, value: float) -> None:
+        super().__init__(f"The cost '{cost}' became {value} at step {step}; stopped and kept the "
+                         f"image of step {step - 1}. A lower --learning_rate or other weights "
+                         "may help.")
+        self.step = step
+
+
+def first_bad_cost(costs: dict[str, float]) -> Optional[str]:
+    """The most specific cost that is not finite (a layer term before the sums it feeds)."""
+    rank = {"content": 1, "style": 2, "total": 3}  # layer terms rank 0
+    bad = [name for name, value in costs.items() if not np.isfinite(value)]
+    return min(bad, key=lambda name: rank.get(name, 0), default=None)
+
+
+class StopRequests:
+    """Turns SIGINT and SIGTERM into a request to stop after the current step, so the step
+    finishes and the latest image (and checkpoint) can be written. Only in the main thread,
+    where Python allows signal handlers; elsewhere Ctrl-C stays a KeyboardInterrupt."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signal_name = ""
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                self._previous[number] = signal.signal(number, self._request)
+        return self
+
+    def _request(self, number: int, frame: Any) -> None:
+        if self.signal_name:  # a second Ctrl-C means now
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(number).name
+        logging.warning("%s received: stopping after this step.", self.signal_name)
+
+    def __exit__(self, *exc: Any) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
 
 
 def optimize(transfer: StyleTransfer, steps: int, save: Callable[[np.ndarray, int], None],
-             save_every: int = 0, callbacks: Sequence[StepCallback] = ()) -> Result:
-    """Run `steps` steps; `save(image, step)` every `save_every` steps and always at the end,
-    also when Ctrl-C stops the run early."""
+             save_every: int = 0, callbacks: Sequence[StepCallback] = (), start_step: int = 0,
+             checkpoint: Optional[Callable[[int], None]] = None,
+             checkpoint_every: int = 0) -> Result:
+    """Run steps start_step+1 .. `steps`. `save(image, step)` every `save_every` steps and
+    always at the end, also when SIGINT/SIGTERM/Ctrl-C stops the run early; `checkpoint(step)`
+    every `checkpoint_every` steps and when stopped early. Raises NonFiniteCost (after saving
+    the last good image) when a cost goes bad."""
     history: list[dict[str, float]] = []
     start = time.perf_counter()
+    done = start_step
+    stop = StopRequests()
     interrupted = False
     try:
-        for step in range(1, steps + 1):
-            costs = {name: float(value) for name, value in transfer.step().items()}
-            history.append(costs)
-            for callback in callbacks:
-                callback(step, costs)
-            if save_every and step % save_every == 0 and step < steps:
-                save(transfer.result(), step)
+        with stop:
+            for step in range(start_step + 1, steps + 1):
+                costs = {name: float(value) for name, value in transfer.step().items()}
+                bad = first_bad_cost(costs)
+                if bad:
+                    save(transfer.result(), done)
+                    raise NonFiniteCost(step, bad, costs[bad])
+                done = step
+                history.append(costs)
+                for callback in callbacks:
+                    callback(step, costs)
+                if stop.signal_name:
+                    break
+                if save_every and step % save_every == 0 and step < steps:
+                    save(transfer.result(), step)
+                if checkpoint and checkpoint_every and step % checkpoint_every == 0:
+                    checkpoint(step)
     except KeyboardInterrupt:
         interrupted = True
-        logging.warning("Interrupted after %d steps; writing the latest image.", len(history))
-    save(transfer.result(), len(history))
-    return Result(transfer.result(), history, len(history), time.perf_counter() - start,
-                  interrupted)
+        logging.warning("Interrupted after step %d; writing the latest image.", done)
+    interrupted = interrupted or bool(stop.signal_name)
+    save(transfer.result(), done)
+    if checkpoint and (interrupted or (checkpoint_every and done % checkpoint_every)):
+        checkpoint(done)
+    return Result(transfer.result(), history, done, time.perf_counter() - start, interrupted,
+                  stop.signal_name or ("SIGINT" if interrupted else ""))

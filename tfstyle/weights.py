@@ -10,6 +10,7 @@ rebuilds tensors) and cache it once as an ordinary Keras weights file.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import io
 import os
@@ -214,8 +215,10 @@ def _read_guarded(src, parse):
 def download_official_weights(home: Path) -> Path:
     """Fetch Keras' official no-top file into `home`/models (a no-op when it is already there)."""
     try:
-        return Path(keras.utils.get_file(OFFICIAL_FILE, OFFICIAL_URL, cache_subdir="models",
-                                         file_hash=OFFICIAL_MD5, cache_dir=str(home)))
+        # Keras prints its progress on stdout, which belongs to the user's own output.
+        with contextlib.redirect_stdout(io.StringIO()):
+            return Path(keras.utils.get_file(OFFICIAL_FILE, OFFICIAL_URL, cache_subdir="models",
+                                             file_hash=OFFICIAL_MD5, cache_dir=str(home)))
     except Exception as e:
         raise UserError(f"Downloading the official VGG19 weights failed ({e}); use --weights=auto "
                         "for an offline copy or pass a path to a weights file.") from e

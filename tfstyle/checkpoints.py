@@ -1,0 +1,89 @@
+"""Checkpoints of a run in progress, so an hour-long run survives Ctrl-C, SIGTERM and crashes.
+
+A checkpoint holds the image variable, Adam's state (moments and iteration count) and the step
+number; the initial noise needs no RNG state because it is drawn once from --seed. Resuming
+continues bit for bit where the run stopped (with TF op determinism on, see transfer.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+from tfstyle.config import Config
+from tfstyle.errors import UserError
+
+# Settings that define the objective or the starting point: a resumed run must share them.
+OBJECTIVE_SETTINGS = ("content", "style", "max_size", "image_size", "weights", "preprocess",
+                      "content_layer", "style_layers", "alpha", "beta", "init", "seed",
+                      "learning_rate", "beta_1", "beta_2", "epsilon")
+SETTINGS_FILE = "settings.json"
+
+
+def checkpoint_directory(output: str | os.PathLike) -> Path:
+    """Checkpoints of the run writing `output` live beside it: out.png -> out.png.checkpoints/."""
+    return Path(f"{output}.checkpoints")
+
+
+class Checkpoints:
+    """Saves and restores the state of `image` and `optimizer` in checkpoint_directory(output),
+    keeping the last `keep` checkpoints."""
+
+    def __init__(self, config: Config, image: tf.Variable, optimizer: Any, keep: int = 3) -> None:
+        self.config = config
+        self.directory = checkpoint_directory(config.output)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(image=image, optimizer=optimizer, step=self.step)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory),
+                                                  max_to_keep=keep)
+
+    def save(self, step: int) -> str:
+        """Write a checkpoint for `step`; a failed write leaves the previous one valid."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._write_settings()
+            self.step.assign(step)
+            return self.manager.save(checkpoint_number=step)
+        except (OSError, tf.errors.OpError) as error:
+            raise UserError(f"Could not write a checkpoint in '{self.directory}' ({error}); "
+                            "the previous checkpoint is still valid.") from None
+
+    def restore(self) -> int:
+        """Load the latest checkpoint and return its step; refuse one made with other settings."""
+        latest = self.manager.latest_checkpoint
+        if latest is None:
+            raise UserError(f"Nothing to resume: no checkpoint in '{self.directory}'; run with "
+                            "--checkpoint_every=N first.")
+        differing = self._differing_settings()
+        if differing:
+            raise UserError(f"Cannot resume from '{self.directory}': these settings differ from "
+                            f"the checkpointed run's: {', '.join(differing)}.")
+        try:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as error:
+            raise UserError(f"The checkpoint '{latest}' cannot be restored ({error}).") from None
+        return int(self.step.numpy())
+
+    def _objective(self) -> dict[str, Any]:
+        settings = self.config.to_dict()
+        return {name: settings[name] for name in OBJECTIVE_SETTINGS}
+
+    def _write_settings(self) -> None:
+        fd, temp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        with os.fdopen(fd, "w") as file:
+            json.dump(self._objective(), file, indent=1)
+        os.replace(temp, self.directory / SETTINGS_FILE)
+
+    def _differing_settings(self) -> list[str]:
+        try:
+            saved = json.loads((self.directory / SETTINGS_FILE).read_text())
+        except (OSError, ValueError):
+            raise UserError(f"'{self.directory}' has no readable {SETTINGS_FILE}; it was not "
+                            "written by tfstyle.") from None
+        current = self._objective()
+        return [f"--{name} (was {saved.get(name)!r}, now {current[name]!r})"
+                for name in OBJECTIVE_SETTINGS if saved.get(name) != current[name]]
