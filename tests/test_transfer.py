@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfstyle.config import make_config
 from tfstyle.costs import content_cost, gram_matrix, layer_style_cost
@@ -92,3 +93,33 @@ def test_ctrl_c_stops_cleanly_and_still_saves(batch):
     assert result.interrupted and result.steps == 4
     assert [step for step, _ in saved] == [4]
     np.testing.assert_array_equal(saved[-1][1], transfer.result())
+
+
+def test_coursera_preset_takes_the_notebooks_steps(content_array, style_array):
+    """Three steps of the coursera preset equal three steps of the notebook's own train_step
+    (written here as the course writes it, with tfstyle.coursera's functions)."""
+    from tfstyle import coursera
+
+    config = make_config("coursera", image_size=48, jit=False)
+    content, style = content_array[None, :48, :48], style_array[None, :48, :48]
+    transfer = StyleTransfer(config, content, style)
+    ours = [float(transfer.step()["total"]) for _ in range(3)]
+
+    layers = [name for name, _ in coursera.STYLE_LAYERS] + [coursera.content_layer[0][0]]
+    vgg, order = transfer.extractor.model, transfer.extractor.layers
+    # The course's model: [0, 1] images straight in, style layers first, content layer last.
+    outputs = lambda image: [vgg(image)[order.index(name)] for name in layers]
+    a_C, a_S = outputs(content), outputs(style)
+    generated = tf.Variable(initial_image("content_noise", content, config.seed))
+    optimizer = tf.keras.optimizers.Adam(learning_rate=0.01)
+    course = []
+    for _ in range(3):
+        with tf.GradientTape() as tape:
+            a_G = outputs(generated)
+            J = coursera.total_cost(coursera.compute_content_cost(a_C, a_G),
+                                    coursera.compute_style_cost(a_S, a_G), alpha=10, beta=40)
+        optimizer.apply_gradients([(tape.gradient(J, generated), generated)])
+        generated.assign(tf.clip_by_value(generated, 0.0, 1.0))
+        course.append(float(J))
+    np.testing.assert_allclose(ours, course, rtol=1e-5)
+    np.testing.assert_allclose(transfer.result(), generated.numpy(), atol=1e-5)
