@@ -17,12 +17,21 @@ from tfstyle.images import ImageLike
 from tfstyle.transfer import Result, StepCallback, StyleTransfer, optimize
 
 
+# A batch shares one size, so every content image is resized to the first one's: refused when
+# that would stretch an image by more than this, rather than stretched (the distortion would
+# be painted in), cropped (silently losing part of the picture) or padded (the padding would
+# be painted too and would shift the style statistics).
+ASPECT_TOLERANCE = 0.05
+
+
 def prepare_images(config: Config, content: Sequence[ImageLike], style: ImageLike
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Content batch [B, H, W, 3] at the configured size and the style image [1, h, w, 3]
     with as many pixels (the same square in --image_size mode), all RGB in [0, 1].
     Refuses sizes this machine's memory cannot hold before allocating anything large."""
     content_images = [images.load_image(item) for item in content]
+    if not config.image_size:  # the course squashes every image to a square anyway
+        check_aspect_ratios(content, content_images)
     size = images.fit_size(content_images[0].size, config.max_size, config.image_size)
     style_image = images.load_image(style)
     style_size = (images.fit_size(style_image.size, square=config.image_size)
@@ -32,15 +41,33 @@ def prepare_images(config: Config, content: Sequence[ImageLike], style: ImageLik
     return batch, images.to_array(style_image, style_size)[None]
 
 
+def check_aspect_ratios(sources: Sequence[ImageLike], loaded: Sequence[Image.Image]) -> None:
+    """Refuse a content image that resizing to the first one's size would visibly stretch."""
+    def aspect(image: Image.Image) -> float:
+        return image.width / image.height
+
+    first = aspect(loaded[0])
+    for position, (source, image) in enumerate(zip(sources, loaded)):
+        if max(aspect(image) / first, first / aspect(image)) > 1 + ASPECT_TOLERANCE:
+            name = (f"'{source}'" if isinstance(source, (str, os.PathLike))
+                    else f"Content image {position + 1}")
+            raise UserError(f"{name} ({image.width}x{image.height}) is not the shape of the first "
+                            f"content image ({loaded[0].width}x{loaded[0].height}) and a batch "
+                            f"shares one size, which would stretch it by more than "
+                            f"{ASPECT_TOLERANCE:.0%}; stylise it in a separate run.")
+
+
 def check_memory(config: Config, size: tuple[int, int], batch: int) -> None:
     width, height = size
     needed = features.step_memory_bytes(height, width, (config.content_layer, *config.layer_names),
                                         batch)
     available = features.available_memory_bytes()
     if needed > available:
-        raise UserError(f"A {width}x{height} image needs about {needed / 2**30:.1f} GiB for one "
-                        f"step, more than the {available / 2**30:.1f} GiB this machine has free; "
-                        "use a smaller --max_size or --image_size.")
+        what = (f"A {width}x{height} image" if batch == 1
+                else f"A batch of {batch} {width}x{height} images")
+        raise UserError(f"{what} needs about {needed / 2**30:.1f} GiB for one step, more than the "
+                        f"{available / 2**30:.1f} GiB this machine has free; use a smaller "
+                        "--max_size or --image_size.")
 
 
 def resolve_config(config: Optional[Config] = None, **overrides: Any) -> Config:
@@ -52,20 +79,29 @@ def resolve_config(config: Optional[Config] = None, **overrides: Any) -> Config:
 def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
         style: Optional[ImageLike] = None, callbacks: Sequence[StepCallback] = ()) -> Result:
     """Stylise with `config`; images default to the config's paths. When config.output is set,
-    the result is written there (every save_every steps, at the end, and on Ctrl-C)."""
+    the result is written there (every save_every steps, at the end, and on Ctrl-C); with
+    several content images, each to OUTPUT-<content name>.<ext> (see batch_output_paths)."""
     if content is None:
         content = [path for path in config.content.split(",") if path]
     style = config.style if style is None else style
     if not content or (isinstance(style, str) and not style):
         raise UserError("Both a content image and a style image are needed (--content, --style).")
-    if all(isinstance(item, (str, os.PathLike)) for item in (*content, style)):
+    named = all(isinstance(item, (str, os.PathLike)) for item in (*content, style))
+    if named:
         # Name the inputs actually used in the run record and the logs (arrays have no name).
         config = config.replace(content=",".join(map(str, content)), style=str(style))
-    if config.output:
-        images.check_output_path(config.output, overwrite=config.overwrite or config.resume)
-    elif config.resume or config.checkpoint_every:
+    outputs = (images.batch_output_paths(config.output, [images.image_name(item, position)
+                                                         for position, item in enumerate(content)])
+               if config.output else [])
+    for path in outputs:
+        images.check_output_path(path, overwrite=config.overwrite or config.resume)
+    if not config.output and (config.resume or config.checkpoint_every):
         raise UserError("Checkpoints live beside the output: --resume and --checkpoint_every "
                         "need --output.")
+    # Each output's record describes a run of its content image alone: the images of a batch
+    # are independent, so that run reproduces it, and --from_image re-runs just that picture.
+    records = [config.replace(output=path, content=str(item) if named else config.content)
+               for item, path in zip(content, outputs)]
     if config.logdir:
         monitor.prepare_logdir(config.logdir)
     content_batch, style_batch = prepare_images(config, content, style)
@@ -75,17 +111,18 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
     transfer = StyleTransfer(config, content_batch, style_batch)
     saver = Checkpoints(config, transfer.image, transfer.optimizer) if config.output else None
     start_step = saver.restore() if config.resume else 0
-    logging.info("Stylising %dx%d pixels, steps %d to %d (preset %s).", content_batch.shape[2],
-                 content_batch.shape[1], start_step + 1, config.steps, config.preset)
+    batch, height, width = content_batch.shape[:3]
+    logging.info("Stylising %s of %dx%d pixels, steps %d to %d (preset %s, %s).",
+                 "1 image" if batch == 1 else f"{batch} images", width, height, start_step + 1,
+                 config.steps, config.preset, config.precision)
 
-    def save(image: np.ndarray, step: int) -> None:
-        if not config.output:
-            return
-        try:
-            images.save_image(image[0], config.output, monitor.run_record(config, step))
-        except OSError as error:
-            raise UserError(f"Could not write '{config.output}' ({error.strerror or error}); the "
-                            "last checkpoint, if any, is still valid.") from None
+    def save(batch_images: np.ndarray, step: int) -> None:
+        for image, path, record in zip(batch_images, outputs, records):
+            try:
+                images.save_image(image, path, monitor.run_record(record, step))
+            except OSError as error:
+                raise UserError(f"Could not write '{path}' ({error.strerror or error}); the last "
+                                "checkpoint, if any, is still valid.") from None
 
     watcher = monitor.RunMonitor(config, transfer, content_batch, style_batch)
     try:
@@ -96,6 +133,7 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
         raise
     watcher.finish(result)
     result.log_dir = watcher.log_dir
+    result.outputs = outputs
     return result
 
 

@@ -20,7 +20,7 @@ from tfstyle.errors import UserError
 # Settings that define the objective or the starting point: a resumed run must share them.
 OBJECTIVE_SETTINGS = ("content", "style", "max_size", "image_size", "weights", "preprocess",
                       "content_layer", "style_layers", "alpha", "beta", "init", "seed",
-                      "learning_rate", "beta_1", "beta_2", "epsilon")
+                      "learning_rate", "beta_1", "beta_2", "epsilon", "precision")
 SETTINGS_FILE = "settings.json"
 
 
@@ -85,5 +85,7 @@ class Checkpoints:
             raise UserError(f"'{self.directory}' has no readable {SETTINGS_FILE}; it was not "
                             "written by tfstyle.") from None
         current = self._objective()
-        return [f"--{name} (was {saved.get(name)!r}, now {current[name]!r})"
-                for name in OBJECTIVE_SETTINGS if saved.get(name) != current[name]]
+        # A setting added after the checkpoint was written had its default then.
+        saved = {**Config().to_dict(), **saved}
+        return [f"--{name} (was {saved[name]!r}, now {current[name]!r})"
+                for name in OBJECTIVE_SETTINGS if saved[name] != current[name]]

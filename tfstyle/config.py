@@ -26,6 +26,8 @@ GATYS_STYLE_LAYERS: LayerWeights = (
 
 INITS = ("content", "content_noise", "noise")
 PREPROCESSING = ("imagenet", "none")
+# Keras dtype policies for VGG19; the image, the costs and Adam always stay float32.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 def _field(default: Any, help: str) -> Any:
@@ -36,9 +38,12 @@ def _field(default: Any, help: str) -> Any:
 class Config:
     """Settings of one style transfer; the defaults are the `default` preset."""
 
-    content: str = _field("", "Content image path(s), comma-separated.")
+    content: str = _field("", "Content image path(s), comma-separated; several (of the same "
+                          "aspect ratio within 5%) are optimised as one batch, each as if alone.")
     style: str = _field("", "Style image path.")
-    output: str = _field("", "Where to write the result image (PNG or JPEG).")
+    output: str = _field("", "Where to write the result image (PNG or JPEG); with several content "
+                         "images, --output=out.png writes out-<content file name>.png for each "
+                         "('-2', '-3', ... added to a repeated name).")
     preset: str = _field("default", "Named settings: 'default' (tuned for good results on a "
                          "CPU) or 'coursera' (the course notebook exactly).")
     max_size: int = _field(320, "Longest side of the generated image in pixels (aspect kept).")
@@ -61,6 +66,9 @@ class Config:
     epsilon: float = _field(1e-7, "Adam epsilon.")
     seed: int = _field(0, "Random seed for the initial noise; the same seed repeats a run.")
     jit: bool = _field(True, "Compile the step with XLA where it works.")
+    precision: str = _field("float32", "VGG19's compute dtype: 'float32', 'mixed_float16' (with "
+                            "dynamic loss scaling) or 'mixed_bfloat16'; the image, the costs and "
+                            "Adam stay float32. Faster on GPUs with tensor cores, not on CPUs.")
     save_every: int = _field(0, "Also write the image every N steps (0: only at the end).")
     overwrite: bool = _field(False, "Replace an existing output file; without it the run refuses "
                              "before doing any work.")
@@ -169,6 +177,9 @@ def validate(config: Config) -> None:
     if config.preprocess not in PREPROCESSING:
         raise UserError(f"Unknown --preprocess '{config.preprocess}'; choose one of: "
                         f"{', '.join(PREPROCESSING)}.")
+    if config.precision not in PRECISIONS:
+        raise UserError(f"Unknown --precision '{config.precision}'; choose one of: "
+                        f"{', '.join(PRECISIONS)}.")
     if not config.style_layers:
         raise UserError("--style_layers names no layer.")
     for name in (config.content_layer, *config.layer_names):

@@ -1,10 +1,12 @@
 """The VGG19 feature extractor: activations of exactly the layers the costs use."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from typing import Sequence
+from typing import Iterator, Sequence
 
+import keras
 import tensorflow as tf
 
 from tfstyle.errors import UserError
@@ -19,21 +21,39 @@ def imagenet_preprocess(images: tf.Tensor) -> tf.Tensor:
     return images[..., ::-1] * 255.0 - tf.constant(IMAGENET_BGR_MEAN, images.dtype)
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_vgg19(source: str) -> tuple[tf.keras.Model, str]:
+@contextlib.contextmanager
+def dtype_policy_scope(name: str) -> Iterator[None]:
+    """Keras' global dtype policy set to `name` for the layers built inside, and restored after,
+    so that one mixed-precision run does not leak its policy into the user's own models."""
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+# One model per precision of the usual weights source: a layer's dtype policy is fixed when it
+# is built, so float32 and mixed runs cannot share one.
+@functools.lru_cache(maxsize=3)
+def _cached_vgg19(source: str, precision: str) -> tuple[tf.keras.Model, str]:
     # Loading weights takes a second or more; notebooks and the API call stylize() repeatedly.
-    return load_vgg19(source)
+    # Mixed policies keep the variables float32, so every weights file loads unchanged.
+    with dtype_policy_scope(precision):
+        return load_vgg19(source)
 
 
 class FeatureExtractor:
     """Maps images [batch, H, W, 3] (RGB in [0, 1], H and W >= 32) to {layer: activations}.
 
-    The Keras model ends at the deepest requested layer, so nothing past it is computed.
+    The Keras model ends at the deepest requested layer, so nothing past it is computed. With a
+    mixed `precision` ('mixed_float16', 'mixed_bfloat16') its layers compute in 16 bits while
+    the inputs, the preprocessing and the returned activations stay float32.
     """
 
     def __init__(self, layers: Sequence[str], weights: str = "auto",
-                 preprocess: str = "imagenet") -> None:
-        vgg, self.weights_description = _cached_vgg19(weights)
+                 preprocess: str = "imagenet", precision: str = "float32") -> None:
+        vgg, self.weights_description = _cached_vgg19(weights, precision)
         known = [layer.name for layer in vgg.layers]
         unknown = [name for name in layers if name not in known]
         if unknown:
@@ -43,13 +63,17 @@ class FeatureExtractor:
         self.layers = tuple(dict.fromkeys(layers))
         self.preprocess = preprocess
         outputs = [vgg.get_layer(name).output for name in self.layers]
-        self.model = tf.keras.Model(vgg.input, outputs, name="vgg19_features")
+        with dtype_policy_scope(precision):
+            self.model = tf.keras.Model(vgg.input, outputs, name="vgg19_features")
         self.model.trainable = False
+        self.compute_dtype = tf.as_dtype(self.model.compute_dtype)
 
     def __call__(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         images = tf.convert_to_tensor(images, tf.float32)
         if self.preprocess == "imagenet":
             images = imagenet_preprocess(images)
+        # Fed as float32 (the model's input dtype); the first convolution casts to the compute
+        # dtype, so ×255 and the mean subtraction happen before any rounding to 16 bits.
         outputs = self.model(images, training=False)
         if len(self.layers) == 1:
             outputs = [outputs]

@@ -7,7 +7,7 @@ import tempfile
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Mapping, Optional, Union
+from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 from absl import logging
@@ -190,6 +190,33 @@ def writable_format(path: str | os.PathLike) -> str:
         raise UserError(f"Cannot write '{path}': Pillow cannot write images with the extension "
                         f"'{extension or '(none)'}'; use .png or .jpg.")
     return image_format
+
+
+def image_name(source: ImageLike, position: int) -> str:
+    """A short name for an input image: its file's stem ('photo' for 'a/photo.jpg', 'tubingen'
+    for 'sample:tubingen'), or its 1-based position in the batch when it has no name."""
+    if not isinstance(source, (str, os.PathLike)):
+        return str(position + 1)
+    return Path(str(source).removeprefix("sample:")).stem or str(position + 1)
+
+
+def batch_output_paths(output: str | os.PathLike, names: Sequence[str]) -> list[str]:
+    """Where each image of a batch goes: 'out.png' itself for one image; else 'out-<name>.png'
+    per image, with '-2', '-3', ... appended to a name already taken (two photo.jpg from
+    different folders give out-photo.png and out-photo-2.png)."""
+    if len(names) == 1:
+        return [str(output)]
+    output = Path(output)
+    taken: set[str] = set()
+    paths = []
+    for name in names:
+        unique, attempt = name, 1
+        while unique in taken:
+            attempt += 1
+            unique = f"{name}-{attempt}"
+        taken.add(unique)
+        paths.append(str(output.with_name(f"{output.stem}-{unique}{output.suffix}")))
+    return paths
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> None:

@@ -144,7 +144,8 @@ def hparams_of(config: Config, transfer: StyleTransfer) -> dict[str, Any]:
                 content_layer=config.content_layer,
                 style_layers=format_layer_weights(config.style_layers),
                 size=f"{width}x{height}", init=config.init, preprocess=config.preprocess,
-                weights=config.weights, weights_source=weights_source, seed=config.seed)
+                weights=config.weights, weights_source=weights_source, seed=config.seed,
+                precision=config.precision, batch=int(transfer.image.shape[0]))
 
 
 class TensorBoardLog:

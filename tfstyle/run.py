@@ -107,15 +107,15 @@ def main(argv: Sequence[str]) -> int:
         return fail(str(error))
     final = result.history[-1] if result.history else {}
     logging.info("Wrote %s after %d steps in %.1f s, %.2f steps/s (total %.4g, content %.4g, "
-                 "style %.4g)%s.", config.output, result.steps, result.seconds,
+                 "style %.4g)%s.", ", ".join(result.outputs), result.steps, result.seconds,
                  len(result.history) / max(result.seconds, 1e-9), final.get("total", float("nan")),
                  final.get("content", float("nan")), final.get("style", float("nan")),
                  f"; TensorBoard logs in {result.log_dir}" if result.log_dir else "")
     if not result.interrupted:
         return 0
     print(f"tfstyle: stopped by {result.stopped_by} after step {result.steps} of {config.steps}; "
-          f"wrote {config.output} and a checkpoint. To continue, run the same command with "
-          "--resume.", file=sys.stderr)
+          f"wrote {', '.join(result.outputs)} and a checkpoint. To continue, run the same command "
+          "with --resume.", file=sys.stderr)
     return 128 + int(getattr(signal, result.stopped_by, signal.SIGINT))
 
 
