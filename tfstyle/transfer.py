@@ -227,12 +227,13 @@ def optimize(transfer: StyleTransfer, steps: int, save: Callable[[np.ndarray, in
                     raise NonFiniteCost(step, bad, costs[bad], transfer.config.precision)
                 done = step
                 history.append(costs)
+                # Written before the callbacks run, so a preview callback shows this step's file.
+                if save_every and step % save_every == 0 and step < steps and not stop.signal_name:
+                    save(transfer.result(), step)
                 for callback in callbacks:
                     callback(step, costs)
                 if stop.signal_name:
                     break
-                if save_every and step % save_every == 0 and step < steps:
-                    save(transfer.result(), step)
                 if checkpoint and checkpoint_every and step % checkpoint_every == 0:
                     checkpoint(step)
     except KeyboardInterrupt:
