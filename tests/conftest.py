@@ -46,3 +46,20 @@ def style_array() -> np.ndarray:
 @pytest.fixture
 def image_files(tmp_path, content_array, style_array):
     return save_png(content_array, tmp_path / "content.png"), save_png(style_array, tmp_path / "style.png")
+
+
+def nan_from_step(bad_step, poisoned=None):
+    """A StyleTransfer subclass whose costs turn NaN from `bad_step` on, as an activation
+    overflowing would: the costs named in `poisoned` (default: all of them)."""
+    import tensorflow as tf
+
+    from tfstyle.transfer import StyleTransfer
+
+    class NanFromStep(StyleTransfer):
+        def costs(self, features):
+            costs = super().costs(features)
+            poison = tf.where(self.optimizer.iterations + 1 >= bad_step, np.nan, 0.0)
+            return {name: value + poison if poisoned is None or name in poisoned else value
+                    for name, value in costs.items()}
+
+    return NanFromStep

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import make_content, make_style
+from conftest import make_content, make_style, nan_from_step
 from tfstyle import transfer as transfer_module
 from tfstyle.api import run_config
 from tfstyle.config import make_config
@@ -105,21 +105,8 @@ def test_float16_overflow_skips_the_step_but_not_the_run(images, monkeypatch):
     assert result.history[-1]["total"] < 0.7 * result.history[0]["total"]
 
 
-class NanFromStep(StyleTransfer):
-    """Costs turn NaN from the given step on, as an activation overflowing float16 would."""
-
-    def __init__(self, *args, bad_step, **kwargs):
-        self.bad_step = bad_step
-        super().__init__(*args, **kwargs)
-
-    def costs(self, features):
-        costs = super().costs(features)
-        poison = tf.where(self.optimizer.iterations + 1 >= self.bad_step, np.nan, 0.0)
-        return {name: value + poison for name, value in costs.items()}
-
-
 def test_non_finite_costs_still_stop_a_float16_run(images):
-    broken = NanFromStep(config_for("mixed_float16"), *images, bad_step=3)
+    broken = nan_from_step(3)(config_for("mixed_float16"), *images)
     saved = []
     with pytest.raises(NonFiniteCost, match="became nan at step 3; stopped and kept the image of "
                                             "step 2. Activations in float16 overflow above 65504"):

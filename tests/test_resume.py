@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from PIL import Image
 
+from conftest import nan_from_step
 from tfstyle import images
 from tfstyle.api import run_config
 from tfstyle.checkpoints import checkpoint_directory
@@ -75,28 +75,13 @@ def test_sigterm_mid_run_leaves_an_image_and_a_checkpoint(tmp_path, image_files)
     assert (checkpoint_directory(output) / "checkpoint").exists()
 
 
-class BreaksAtStep(StyleTransfer):
-    """The objective turns NaN from the given step on, as float overflow would."""
-
-    def __init__(self, *args, bad_step, **kwargs):
-        self.bad_step = bad_step
-        super().__init__(*args, **kwargs)
-
-    def costs(self, features):
-        costs = super().costs(features)
-        poison = tf.where(self.optimizer.iterations + 1 >= self.bad_step, np.nan, 0.0)
-        costs["style/block2_conv1"] = costs["style/block2_conv1"] + poison
-        costs["total"] = costs["total"] + poison
-        return costs
-
-
 def test_nan_stops_the_run_and_keeps_the_last_good_image(content_array, style_array):
     batch = content_array[None, :48, :48], style_array[None, :48, :48]
     config = make_config(style_layers=LAYERS, steps=10)
     good = StyleTransfer(config, *batch)
     for _ in range(3):
         good.step()
-    broken = BreaksAtStep(config, *batch, bad_step=4)
+    broken = nan_from_step(4, poisoned=("total", "style/block2_conv1"))(config, *batch)
     saved = []
     with pytest.raises(NonFiniteCost, match="'style/block2_conv1' became nan at step 4; stopped "
                                             "and kept the image of step 3"):
