@@ -63,3 +63,14 @@ def test_unknown_preset_and_setting():
 
 def test_every_field_has_help():
     assert all(field.metadata.get("help") for field in dataclasses.fields(Config))
+
+
+def test_api_settings_are_a_config_with_overrides_on_top():
+    from tfstyle.api import resolve_config
+
+    assert resolve_config(preset="coursera", steps=3) == make_config("coursera", steps=3)
+    base = make_config("coursera")
+    assert resolve_config(base, steps=3) == dataclasses.replace(base, steps=3)
+    # A preset name on top of a config would label the run without its values.
+    with pytest.raises(UserError, match="preset"):
+        resolve_config(make_config(), preset="coursera")

@@ -71,8 +71,13 @@ def check_memory(config: Config, size: tuple[int, int], batch: int) -> None:
 
 
 def resolve_config(config: Optional[Config] = None, **overrides: Any) -> Config:
+    """`config` (default: make_config()) with `overrides` on top."""
     if config is None:
         return make_config(**overrides)
+    if "preset" in overrides:
+        # Replacing the name alone would label the run with a preset whose values it lacks.
+        raise UserError("A preset chooses the starting settings: pass preset= without config=, "
+                        "or build the config with tfstyle.make_config(preset, ...).")
     return config.replace(**overrides) if overrides else config
 
 
