@@ -91,6 +91,20 @@ def test_save_is_atomic_and_round_trips(tmp_path, content_array):
     assert np.abs(back - content_array).max() <= 0.5 / 255 + 1e-6
 
 
+def test_saved_image_has_the_usual_permissions(tmp_path, content_array):
+    """Not the 0600 of the temporary file it was written to: others may read it if the umask
+    lets them, as with any file the user creates."""
+    previous = os.umask(0o022)
+    try:
+        images.save_image(content_array, tmp_path / "a.png")
+        os.umask(0o077)
+        images.save_image(content_array, tmp_path / "b.png")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.png").stat().st_mode & 0o777 == 0o600
+
+
 def test_output_path_checks(tmp_path):
     images.check_output_path(tmp_path / "fine.png")
     with pytest.raises(UserError, match="does not exist"):

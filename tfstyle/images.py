@@ -143,6 +143,12 @@ def to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(np.asarray(array) * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
+def current_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
 def save_image(array: np.ndarray, path: str | os.PathLike,
                text: Optional[Mapping[str, str]] = None) -> None:
     """Write atomically: a crash mid-write leaves the previous file, never half an image.
@@ -158,6 +164,8 @@ def save_image(array: np.ndarray, path: str | os.PathLike,
             options["pnginfo"].add_text(key, value)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as file:
             image.save(file, format=image_format, **options)
         os.replace(temp, path)
