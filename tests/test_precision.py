@@ -51,7 +51,7 @@ def test_vgg_computes_in_the_low_precision_dtype(precision):
         layer = extractor.model.get_layer(name)
         assert layer.compute_dtype == COMPUTE_DTYPE[precision]
         assert layer.kernel.dtype == "float32"  # mixed policies keep the weights in float32
-    assert extractor.compute_dtype == COMPUTE_DTYPE[precision]
+    assert extractor.model.compute_dtype == COMPUTE_DTYPE[precision]
     images = tf.random.uniform([1, 40, 40, 3], seed=3)
     raw = extractor.model(images)
     assert [output.dtype for output in raw] == [COMPUTE_DTYPE[precision]] * 2

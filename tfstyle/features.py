@@ -66,7 +66,6 @@ class FeatureExtractor:
         with dtype_policy_scope(precision):
             self.model = tf.keras.Model(vgg.input, outputs, name="vgg19_features")
         self.model.trainable = False
-        self.compute_dtype = tf.as_dtype(self.model.compute_dtype)
 
     def __call__(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         images = tf.convert_to_tensor(images, tf.float32)
