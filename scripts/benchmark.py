@@ -9,10 +9,10 @@ In one process it
    layer used, the input-gradient convolutions of the backward pass, and the Gram matmuls
    (forward and backward),
 3. at each size times, in turns so that machine drift hits all alike (median of --repeats
-   after --warmup): tfstyle's step, the same without XLA, a batch of --batch images, and a
-   baseline written the way the Coursera notebook does it (tf.function without XLA, a
-   multi-output model to block5_conv4, costs summed in Python, one call per step); then the
-   network alone (forward, forward + input gradient) to show where the step's time goes,
+   after --warmup): tfstyle's step, the network alone (forward, and forward + input gradient,
+   to show where the step's time goes), the step without XLA, a batch of --batch images, and
+   a baseline written the way the Coursera notebook does it (tf.function without XLA, a
+   multi-output model to block5_conv4, costs summed in Python, one call per step),
 4. measures the peak memory of a fresh process running each size, and
 5. estimates the largest size that fits --memory_budget_mb from the measured points, checks
    the estimate by running it, and estimates again from that point when it does not fit,
@@ -58,15 +58,10 @@ FLAGS = flags.FLAGS
 
 # --- the machine's peak -----------------------------------------------------------------
 
-def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def interleaved_medians(steps: dict, repeats: int, warmup: int) -> dict:
@@ -78,16 +73,14 @@ def interleaved_medians(steps: dict, repeats: int, warmup: int) -> dict:
     times: dict = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(seconds(step))
     return {name: statistics.median(values) for name, values in times.items()}
 
 
 def fastest_seconds(fn, repeats: int = 10) -> float:
     """A peak is the best the machine does, so the fastest of several runs (not the median)."""
     fn()
-    return min(median_seconds(fn, 1, 0) for _ in range(repeats))
+    return min(seconds(fn) for _ in range(repeats))
 
 
 def conv2d_peak_gflops() -> float:
@@ -203,9 +196,9 @@ def coursera_model() -> tf.keras.Model:
     return FeatureExtractor(layers, preprocess="none").model
 
 
-def network_gflops(transfer: StyleTransfer, work: dict) -> tuple[float, float]:
-    """GFLOP/s of the network alone, compiled like the step: forward only, and forward plus the
-    input-gradient pass; what the step loses beyond these goes to the costs and Adam."""
+def network_steps(transfer: StyleTransfer) -> dict:
+    """The network alone, compiled like the step: forward only, and forward plus the
+    input-gradient pass; what the step takes beyond these goes to the costs and Adam."""
     image = tf.constant(transfer.result())
     model = transfer.extractor.model
 
@@ -220,17 +213,14 @@ def network_gflops(transfer: StyleTransfer, work: dict) -> tuple[float, float]:
 
     forward = tf.function(summed, jit_compile=transfer.config.jit)
     both = tf.function(forward_backward, jit_compile=transfer.config.jit)
-    return (work["forward"] / median_seconds(lambda: forward().numpy(), FLAGS.repeats,
-                                             FLAGS.warmup),
-            (work["forward"] + work["backward"]) / median_seconds(lambda: both().numpy(),
-                                                                  FLAGS.repeats, FLAGS.warmup))
+    return {"forward_s": lambda: forward().numpy(), "forward_backward_s": lambda: both().numpy()}
 
 
 # --- the run ------------------------------------------------------------------------------
 
 def measure_size(size: int, baseline_model) -> dict:
     transfer, step = tfstyle_step(size)
-    contenders = {"step_s": step}
+    contenders = {"step_s": step, **network_steps(transfer)}
     if FLAGS.compare_jit:
         contenders["nojit_step_s"] = tfstyle_step(size, jit=False)[1]
     if FLAGS.batch > 1:
@@ -243,7 +233,9 @@ def measure_size(size: int, baseline_model) -> dict:
     work = step_gflop(transfer.extractor, set(transfer.config.layer_names), size, size)
     row.update(steps_per_s=1 / seconds, gflop=work["total"], gflops=work["total"] / seconds,
                peak_rss_mb=peak_rss_mb(size), tfstyle_estimate_mb=tfstyle_estimate_mb(size))
-    row["forward_gflops"], row["forward_backward_gflops"] = network_gflops(transfer, work)
+    row.update(forward_gflops=work["forward"] / row["forward_s"],
+               forward_backward_gflops=(work["forward"] + work["backward"])
+               / row["forward_backward_s"])
     if FLAGS.batch > 1:
         row["batch_ratio"] = row["batch_step_s"] / (FLAGS.batch * seconds)
     if baseline_model is not None:
