@@ -240,6 +240,16 @@ def test_progress_is_plain_lines_when_not_on_a_terminal(capsys):
     assert "\r" not in "".join(lines)
 
 
+def test_progress_rate_counts_steps_of_this_call_only(monkeypatch):
+    """A run resumed at step 100 does 1 step per second, not 100."""
+    clock = iter([10.0, 11.0, 12.0])
+    monkeypatch.setattr(monitor.time, "perf_counter", lambda: next(clock))
+    progress = monitor.Progress(200, interactive=False)
+    assert progress.steps_per_second(101) is None  # its time includes the compilation
+    assert progress.steps_per_second(102) == 1.0
+    assert progress.steps_per_second(103) == 1.0
+
+
 def test_progress_bar_on_a_terminal(capsys):
     progress = monitor.Progress(3, interactive=True)
     for step in range(1, 4):

@@ -237,17 +237,19 @@ class Progress:
         self.every = max(1, steps // PROGRESS_LINES)
         self.bar = (keras.utils.Progbar(steps, stateful_metrics=(*SHOWN_COSTS, "steps/s"))
                     if interactive else None)
-        self.after_first_step: Optional[float] = None
+        self.first_step: Optional[tuple[int, float]] = None  # (its number, when it ended)
         self.last_step = 0
 
     def steps_per_second(self, step: int) -> Optional[float]:
-        # The first step includes the XLA compilation; counting it would skew rate and ETA.
+        # Timed from the end of the first step of this call, which includes the XLA compilation
+        # (counting it would skew rate and ETA) and is not step 1 when resuming.
         now = time.perf_counter()
-        if self.after_first_step is None:
-            self.after_first_step = now
-        if step < 2 or now <= self.after_first_step:
+        if self.first_step is None:
+            self.first_step = (step, now)
+        first, start = self.first_step
+        if step <= first or now <= start:
             return None
-        return (step - 1) / (now - self.after_first_step)
+        return (step - first) / (now - start)
 
     def __call__(self, step: int, costs: dict[str, float]) -> None:
         self.last_step = step
