@@ -143,7 +143,7 @@ def to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(np.asarray(array) * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
-def current_umask() -> int:
+def _umask() -> int:
     mask = os.umask(0)  # the only way to read it is to set it
     os.umask(mask)
     return mask
@@ -156,7 +156,7 @@ def save_image(array: np.ndarray, path: str | os.PathLike,
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     image = to_pil(array)
-    image_format = Image.registered_extensions()[path.suffix.lower()]
+    image_format = writable_format(path)
     options = {}
     if text and image_format == "PNG":
         options["pnginfo"] = PngImagePlugin.PngInfo()
@@ -165,7 +165,7 @@ def save_image(array: np.ndarray, path: str | os.PathLike,
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        os.fchmod(fd, 0o666 & ~current_umask())
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as file:
             image.save(file, format=image_format, **options)
         os.replace(temp, path)
