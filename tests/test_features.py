@@ -3,7 +3,9 @@ import pytest
 import tensorflow as tf
 
 from tfstyle.errors import UserError
-from tfstyle.features import FeatureExtractor, imagenet_preprocess
+from tfstyle.features import (FeatureExtractor, FrozenConv2D, TiledMaxPooling2D,
+                              imagenet_preprocess)
+from tfstyle.weights import load_vgg19
 
 
 def test_requested_layers_and_shapes():
@@ -56,3 +58,42 @@ def test_weights_are_real_and_shared_between_extractors():
 def test_unknown_layer_is_a_user_error():
     with pytest.raises(UserError, match="no layer block9_conv1"):
         FeatureExtractor(["block9_conv1"])
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_fast_gradient_layers_give_keras_vgg19s_values_and_gradient(jit):
+    layers = ["block1_conv1", "block2_conv2", "block4_conv1", "block5_conv2"]
+    extractor = FeatureExtractor(layers, preprocess="none")
+    kinds = {type(layer) for layer in extractor.model.layers[1:]}
+    assert kinds == {FrozenConv2D, TiledMaxPooling2D}
+    stock, _ = load_vgg19()  # Keras' own layers: Conv2D and MaxPooling2D
+    keras_model = tf.keras.Model(stock.input, [stock.get_layer(name).output for name in layers])
+    images = tf.random.uniform([2, 37, 50, 3], 0, 255, seed=4)  # odd sizes: pooling drops edges
+
+    def values_and_gradient(model):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            outputs = model(images)
+            total = tf.add_n([tf.reduce_sum(output ** 2) for output in outputs])
+        return outputs, tape.gradient(total, images)
+
+    ours, our_gradient = tf.function(lambda: values_and_gradient(extractor.model),
+                                     jit_compile=jit)()
+    theirs, their_gradient = tf.function(lambda: values_and_gradient(keras_model),
+                                         jit_compile=jit)()
+    for mine, reference in zip(ours, theirs):
+        np.testing.assert_array_equal(mine, reference)
+    scale = np.abs(their_gradient).max()
+    assert scale > 0
+    np.testing.assert_allclose(our_gradient / scale, their_gradient / scale, rtol=0, atol=1e-6)
+
+
+def test_tiled_max_pooling_values_and_tied_maxima_sharing_the_gradient():
+    pool = TiledMaxPooling2D(pool_size=2, strides=2)
+    x = tf.constant([[1.0, 1.0, 5.0], [0.0, 0.0, 6.0], [9.0, 9.0, 9.0]])[None, :, :, None]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = pool(x)
+    np.testing.assert_array_equal(y[0, :, :, 0], [[1.0]])  # 3×3 -> 1×1: last row/column dropped
+    np.testing.assert_array_equal(tape.gradient(y, x)[0, :, :, 0],
+                                  [[0.5, 0.5, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])

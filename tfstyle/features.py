@@ -33,6 +33,75 @@ def dtype_policy_scope(name: str) -> Iterator[None]:
         keras.mixed_precision.set_dtype_policy(previous)
 
 
+@tf.custom_gradient
+def frozen_conv2d(inputs: tf.Tensor, kernel: tf.Tensor, flipped_kernel: tf.Tensor):
+    """y = x ⋆ k (stride 1, 'SAME', odd kernel), differentiable in x only (the weights are frozen).
+
+    dJ/dx = dJ/dy ⋆ k̃ with k̃[i, j, o, c] = k[-i, -j, c, o]: the kernel turned 180° in space with
+    its channels swapped. Given k̃ ready-made, that is a forward convolution, which runs 7-20%
+    faster on CPU than TF's Conv2DBackpropInput or XLA's form (which transposes k every step).
+    """
+    def gradient(upstream: tf.Tensor):
+        return tf.nn.conv2d(upstream, flipped_kernel, 1, "SAME"), None, None
+    return tf.nn.conv2d(inputs, kernel, 1, "SAME"), gradient
+
+
+class FrozenConv2D(keras.layers.Conv2D):
+    """VGG's Conv2D computing the same values through frozen_conv2d; freeze() after the weights
+    are set."""
+
+    flipped_kernel = None
+
+    def freeze(self) -> None:
+        self.trainable = False
+        self.flipped_kernel = tf.transpose(tf.reverse(self.kernel, [0, 1]), [0, 1, 3, 2])
+
+    def convolution_op(self, inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+        if self.flipped_kernel is None:
+            raise RuntimeError(f"{self.name}: call freeze() once its weights are set")
+        return frozen_conv2d(inputs, tf.convert_to_tensor(kernel),
+                             tf.cast(self.flipped_kernel, kernel.dtype))
+
+
+class TiledMaxPooling2D(keras.layers.MaxPooling2D):
+    """VGG's 2×2, stride-2 max-pooling as a reshape into tiles and a max over each: the same
+    values, but its gradient is elementwise, which XLA fuses, where MaxPoolGrad is a scatter
+    (11% of the step here, and XLA has no deterministic one). Tied maxima share the gradient."""
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        batch, height, width, channels = keras.ops.shape(inputs)
+        height, width = height // 2, width // 2  # 'valid': an odd last row or column is dropped
+        tiles = tf.reshape(inputs[:, :2 * height, :2 * width],
+                           [batch, height, 2, width, 2, channels])
+        return tf.reduce_max(tiles, axis=[2, 4])
+
+
+def _fast_gradient_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+    config = layer.get_config()
+    if (type(layer) is keras.layers.Conv2D and config["strides"] == (1, 1)
+            and config["padding"] == "same" and config["dilation_rate"] == (1, 1)
+            and config["groups"] == 1 and config["data_format"] == "channels_last"
+            and all(size % 2 for size in config["kernel_size"])):
+        return FrozenConv2D.from_config(config)
+    if (type(layer) is keras.layers.MaxPooling2D and config["pool_size"] == (2, 2)
+            and config["strides"] == (2, 2) and config["padding"] == "valid"
+            and config["data_format"] == "channels_last"):
+        return TiledMaxPooling2D.from_config(config)
+    return layer.__class__.from_config(config)
+
+
+def with_fast_gradients(model: keras.Model) -> keras.Model:
+    """A frozen copy of `model` computing the same activations, with its convolutions and
+    max-pooling replaced by FrozenConv2D and TiledMaxPooling2D where they apply."""
+    copy = keras.models.clone_model(model, clone_function=_fast_gradient_layer)
+    copy.set_weights(model.get_weights())
+    for layer in copy.layers:
+        if isinstance(layer, FrozenConv2D):
+            layer.freeze()
+    copy.trainable = False
+    return copy
+
+
 # One model per precision of the usual weights source: a layer's dtype policy is fixed when it
 # is built, so float32 and mixed runs cannot share one.
 @functools.lru_cache(maxsize=3)
@@ -40,7 +109,8 @@ def _cached_vgg19(source: str, precision: str) -> tuple[tf.keras.Model, str]:
     # Loading weights takes a second or more; notebooks and the API call stylize() repeatedly.
     # Mixed policies keep the variables float32, so every weights file loads unchanged.
     with dtype_policy_scope(precision):
-        return load_vgg19(source)
+        vgg, description = load_vgg19(source)
+        return with_fast_gradients(vgg), description
 
 
 class FeatureExtractor:

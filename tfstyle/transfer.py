@@ -131,8 +131,8 @@ class StyleTransfer:
                 tf.errors.InvalidArgumentError) as error:
             if not self.config.jit:
                 raise
-            # XLA is missing or incomplete on some platforms (and has no deterministic max-pool
-            # gradient); the plain graph computes the same step. Nothing ran, so retry is safe.
+            # XLA is missing or incomplete on some platforms; the plain graph computes the same
+            # step. Nothing ran, so retry is safe.
             logging.warning("XLA compilation failed (%s); running without --jit.",
                             str(error).splitlines()[0])
             self.config = self.config.replace(jit=False)
