@@ -38,6 +38,7 @@ from tfstyle import coursera  # noqa: E402
 from tfstyle.config import make_config  # noqa: E402
 from tfstyle.features import FeatureExtractor, step_memory_bytes  # noqa: E402
 from tfstyle.transfer import StyleTransfer  # noqa: E402
+from tfstyle.weights import load_vgg19  # noqa: E402
 
 flags.DEFINE_list("sizes", ["256", "512"], "Square image sizes to time.")
 flags.DEFINE_integer("repeats", 7, "Timed steps per size (the median is reported).")
@@ -192,8 +193,11 @@ def coursera_step(size: int, extractor_model: tf.keras.Model):
 
 
 def coursera_model() -> tf.keras.Model:
+    """The notebook's multi-output model over Keras' own VGG19 layers (not tfstyle's
+    FrozenConv2D and TiledMaxPooling2D)."""
+    vgg, _ = load_vgg19()
     layers = [name for name, _ in coursera.STYLE_LAYERS] + [coursera.content_layer[0][0]]
-    return FeatureExtractor(layers, preprocess="none").model
+    return tf.keras.Model(vgg.input, [vgg.get_layer(name).output for name in layers])
 
 
 def network_steps(transfer: StyleTransfer) -> dict:
