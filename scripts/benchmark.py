@@ -10,7 +10,8 @@ In one process it
    (forward and backward),
 3. at each size times, in turns so that machine drift hits all alike (median of --repeats
    after --warmup): tfstyle's step, the network alone (forward, and forward + input gradient,
-   to show where the step's time goes), the step without XLA, a batch of --batch images, and
+   to show where the step's time goes), the step's convolutions each run alone (what TF's
+   kernels manage on that work), the step without XLA, a batch of --batch images, and
    a baseline written the way the Coursera notebook does it (tf.function without XLA, a
    multi-output model to block5_conv4, costs summed in Python, one call per step),
 4. measures the peak memory of a fresh process running each size, and
@@ -106,22 +107,41 @@ def matmul_peak_gflops(n: int = 2048) -> float:
 
 # --- the step's work ----------------------------------------------------------------------
 
+def conv_shapes(extractor: FeatureExtractor, height: int, width: int):
+    """(layer name, height, width, kernel height, kernel width, channels in, channels out) of each
+    convolution of the extractor at this input size."""
+    for layer in extractor.model.layers:
+        if isinstance(layer, (tf.keras.layers.MaxPooling2D, tf.keras.layers.AveragePooling2D)):
+            height, width = height // 2, width // 2
+        elif isinstance(layer, tf.keras.layers.Conv2D):
+            yield (layer.name, height, width, *layer.kernel.shape)
+
+
 def step_gflop(extractor: FeatureExtractor, style_layers, height: int, width: int) -> dict:
     """FLOPs of one step from the layer shapes (multiply-adds count as 2)."""
     forward = backward = gram = 0.0
-    for layer in extractor.model.layers:
-        if isinstance(layer, tf.keras.layers.MaxPooling2D) or isinstance(
-                layer, tf.keras.layers.AveragePooling2D):
-            height, width = height // 2, width // 2
-        elif isinstance(layer, tf.keras.layers.Conv2D):
-            k_h, k_w, c_in, c_out = layer.kernel.shape
-            conv = 2.0 * height * width * k_h * k_w * c_in * c_out
-            forward += conv
-            backward += conv  # the gradient w.r.t. the layer's input costs the same
-            if layer.name in style_layers:
-                gram += 3 * 2.0 * height * width * c_out * c_out  # G = FᵀF, and dJ/dF = 2F·dG
+    for name, h, w, k_h, k_w, c_in, c_out in conv_shapes(extractor, height, width):
+        conv = 2.0 * h * w * k_h * k_w * c_in * c_out
+        forward += conv
+        backward += conv  # the gradient w.r.t. the layer's input costs the same
+        if name in style_layers:
+            gram += 3 * 2.0 * h * w * c_out * c_out  # G = FᵀF, and dJ/dF = 2F·dG
     return {"forward": forward / 1e9, "backward": backward / 1e9, "gram": gram / 1e9,
             "total": (forward + backward + gram) / 1e9}
+
+
+def convolutions_alone(extractor: FeatureExtractor, size: int, jit: bool):
+    """The step's convolutions, forward and input-gradient shapes, each compiled and run alone
+    on random data: how fast TF's own kernels do the step's convolution work, a ceiling for a
+    step that spends nearly all its FLOPs there."""
+    convs = []
+    for _, h, w, k_h, k_w, c_in, c_out in conv_shapes(extractor, size, size):
+        for inputs, outputs in ((c_in, c_out), (c_out, c_in)):
+            x = tf.random.normal([1, h, w, inputs])
+            kernel = tf.random.normal([k_h, k_w, inputs, outputs])
+            convs.append(tf.function(lambda x=x, kernel=kernel: tf.nn.conv2d(x, kernel, 1, "SAME"),
+                                     jit_compile=jit))
+    return lambda: [conv().numpy() for conv in convs]
 
 
 # --- memory -------------------------------------------------------------------------------
@@ -224,7 +244,9 @@ def network_steps(transfer: StyleTransfer) -> dict:
 
 def measure_size(size: int, baseline_model) -> dict:
     transfer, step = tfstyle_step(size)
-    contenders = {"step_s": step, **network_steps(transfer)}
+    contenders = {"step_s": step, **network_steps(transfer),
+                  "convolutions_s": convolutions_alone(transfer.extractor, size,
+                                                       transfer.config.jit)}
     if FLAGS.compare_jit:
         contenders["nojit_step_s"] = tfstyle_step(size, jit=False)[1]
     if FLAGS.batch > 1:
@@ -237,7 +259,8 @@ def measure_size(size: int, baseline_model) -> dict:
     work = step_gflop(transfer.extractor, set(transfer.config.layer_names), size, size)
     row.update(steps_per_s=1 / seconds, gflop=work["total"], gflops=work["total"] / seconds,
                peak_rss_mb=peak_rss_mb(size), tfstyle_estimate_mb=tfstyle_estimate_mb(size))
-    row.update(forward_gflops=work["forward"] / row["forward_s"],
+    row.update(convolutions_gflops=(work["forward"] + work["backward"]) / row["convolutions_s"],
+               forward_gflops=work["forward"] / row["forward_s"],
                forward_backward_gflops=(work["forward"] + work["backward"])
                / row["forward_backward_s"])
     if FLAGS.batch > 1:
@@ -321,11 +344,11 @@ def main(argv):
         if FLAGS.baseline:
             line += f"  {row['baseline_step_s']:>12.3f}  {row['speedup']:>7.2f}x"
         print(line)
-    print("\nsize  GFLOP/s: network forward  forward + input gradient  whole step  (conv peak "
-          f"{peak_conv:.0f})")
+    print("\nsize  GFLOP/s: its convolutions alone  network forward  forward + input gradient  "
+          f"whole step  (conv peak {peak_conv:.0f})")
     for row in rows:
-        print(f"{row['size']:>4}  {row['forward_gflops']:>24.1f}  {row['forward_backward_gflops']:>24.1f}"
-              f"  {row['gflops']:>10.1f}")
+        print(f"{row['size']:>4}  {row['convolutions_gflops']:>29.1f}  {row['forward_gflops']:>15.1f}"
+              f"  {row['forward_backward_gflops']:>24.1f}  {row['gflops']:>10.1f}")
     print("\nsize  peak RSS of a fresh process (MB)  tfstyle's pre-run estimate for the step (MB)")
     for row in rows:
         print(f"{row['size']:>4}  {row['peak_rss_mb']:>32.0f}  {row['tfstyle_estimate_mb']:>44.0f}")

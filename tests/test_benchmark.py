@@ -20,7 +20,7 @@ def test_benchmark_prints_the_table_and_writes_json(tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert process.returncode == 0, process.stderr[-3000:]
     table = process.stdout
-    for heading in ("% of conv peak", "speed-up", "no XLA (s)", "peak RSS of a fresh process",
+    for heading in ("% of conv peak", "its convolutions alone", "speed-up", "no XLA (s)", "peak RSS of a fresh process",
                     "batch of 2 at 64 px", "largest square size within 1 MB: cannot be estimated"):
         assert heading in table, heading
     numbers = json.loads(out.read_text())
@@ -32,6 +32,7 @@ def test_benchmark_prints_the_table_and_writes_json(tmp_path):
         assert row["fraction_of_conv_peak"] == row["gflops"] / numbers["conv2d_peak_gflops"]
         assert row["speedup"] == row["baseline_step_s"] / row["step_s"]
         assert row["batch_ratio"] == row["batch_step_s"] / (2 * row["step_s"])
+        assert row["convolutions_gflops"] > 0 and row["convolutions_s"] > 0
         # TensorFlow alone takes hundreds of MB; the probe measured a real process.
         assert 300 < row["peak_rss_mb"] < 20000
     # Convolutions and Grams both scale with the pixel count (48 and 64 halve evenly 4 times).
