@@ -20,8 +20,8 @@ def test_benchmark_prints_the_table_and_writes_json(tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert process.returncode == 0, process.stderr[-3000:]
     table = process.stdout
-    for heading in ("% of conv peak", "its convolutions alone", "speed-up", "no XLA (s)", "peak RSS of a fresh process",
-                    "batch of 2 at 64 px", "largest square size within 1 MB: cannot be estimated"):
+    for heading in ("% of conv peak", "its convolutions alone", "speed-up", "no XLA (s)",
+                    "peak RSS of a fresh process", "batch of 2 at 64 px", "largest square size within 1 MB: cannot be estimated"):
         assert heading in table, heading
     numbers = json.loads(out.read_text())
     rows = {row["size"]: row for row in numbers["sizes"]}

@@ -53,14 +53,14 @@ class FrozenConv2D(keras.layers.Conv2D):
     flipped_kernel = None
 
     def freeze(self) -> None:
-        self.trainable = False
-        self.flipped_kernel = tf.transpose(tf.reverse(self.kernel, [0, 1]), [0, 1, 3, 2])
+        # In the compute dtype, so a mixed-precision step does not cast it again every step.
+        self.flipped_kernel = tf.cast(tf.transpose(tf.reverse(self.kernel, [0, 1]), [0, 1, 3, 2]),
+                                      self.compute_dtype)
 
     def convolution_op(self, inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
         if self.flipped_kernel is None:
             raise RuntimeError(f"{self.name}: call freeze() once its weights are set")
-        return frozen_conv2d(inputs, tf.convert_to_tensor(kernel),
-                             tf.cast(self.flipped_kernel, kernel.dtype))
+        return frozen_conv2d(inputs, tf.convert_to_tensor(kernel), self.flipped_kernel)
 
 
 class TiledMaxPooling2D(keras.layers.MaxPooling2D):
@@ -156,7 +156,7 @@ _BLOCKS = {1: (2, 64), 2: (2, 128), 3: (4, 256), 4: (4, 512), 5: (4, 512)}
 def step_memory_bytes(height: int, width: int, layers: Sequence[str], batch: int = 1) -> int:
     """Rough memory one step needs: every activation up to the deepest layer, kept for the
     backward pass, about three times over (forward output, ReLU mask, gradient), in float32,
-    plus VGG19's weights. scripts/benchmark.py checks this against measured peaks."""
+    plus VGG19's weights and FrozenConv2D's flipped copies of them. scripts/benchmark.py checks this against measured peaks."""
     deepest = max((int(name[5]), int(name.split("conv")[1])) for name in layers)
     floats = 0
     for block, (convs, channels) in _BLOCKS.items():
@@ -165,7 +165,7 @@ def step_memory_bytes(height: int, width: int, layers: Sequence[str], batch: int
             if (block, conv) > deepest:
                 break
             floats += (height // scale) * (width // scale) * channels
-    return 3 * 4 * floats * batch + 80 * 2 ** 20
+    return 3 * 4 * floats * batch + 2 * 80 * 2 ** 20
 
 
 def available_memory_bytes() -> int:
