@@ -26,6 +26,7 @@ from tensorflow.python.framework.ops import EagerTensor  # what the course's tes
 from tfstyle import costs, coursera
 from tfstyle.coursera import (STYLE_LAYERS, compute_content_cost, compute_layer_style_cost,
                               compute_style_cost, content_layer, gram_matrix, total_cost)
+from tolerances import assert_within_rounding
 
 COURSE_GRAM_ROW_0 = [63.193256, -26.729713, -7.732155]
 COURSE_LAYER_STYLE_COST = 14.01649
@@ -57,11 +58,24 @@ def course_style_inputs():
     return a_S, a_G
 
 
-def np_layer_style(a_s, a_g):
+def np_layer_style(a_s, a_g, absolute=False):
+    """The layer's style cost in float64; with absolute=True, Σ(|F_S|ᵀ|F_S| + |F_G|ᵀ|F_G|)² over
+    the same denominator, the magnitude its float32 rounding errors scale with."""
     _, height, width, channels = a_g.shape
     f_s = np.asarray(a_s, np.float64).reshape(-1, channels)
     f_g = np.asarray(a_g, np.float64).reshape(-1, channels)
-    return ((f_s.T @ f_s - f_g.T @ f_g) ** 2).sum() / (4 * channels ** 2 * (height * width) ** 2)
+    if absolute:
+        f_s, f_g = np.abs(f_s), np.abs(f_g)
+    difference = f_s.T @ f_s + (1 if absolute else -1) * (f_g.T @ f_g)
+    return (difference ** 2).sum() / (4 * channels ** 2 * (height * width) ** 2)
+
+
+def check_layer_style(cost, a_s, a_g, weight=1.0):
+    """Two Grams over n_H·n_W positions (both float32 here), n_C² squares summed, a division."""
+    _, height, width, channels = a_g.shape
+    assert_within_rounding(cost, weight * np_layer_style(a_s, a_g),
+                           terms=height * width + channels ** 2 + 4, computations=2,
+                           magnitude=weight * np_layer_style(a_s, a_g, absolute=True))
 
 
 # --- the course's public tests, restated ---
@@ -82,7 +96,7 @@ def test_gram_matrix_shape_type_and_numpy_agreement():
     assert type(GA) == EagerTensor
     assert GA.shape == (3, 3)
     a = A.numpy().astype(np.float64)
-    np.testing.assert_allclose(GA, a @ a.T, rtol=1e-6)
+    assert_within_rounding(GA, a @ a.T, terms=a.shape[1], magnitude=np.abs(a) @ np.abs(a).T)
 
 
 def test_gram_matrix_course_value_with_tf32_inputs():
@@ -98,7 +112,7 @@ def test_layer_style_cost_zero_positive_and_numpy_agreement():
     assert J_SG.shape == ()
     assert np.isclose(J_GG, 0.0)
     assert J_SG > 0
-    np.testing.assert_allclose(J_SG, np_layer_style(a_S, a_G), rtol=1e-6)
+    check_layer_style(J_SG, a_S, a_G)
 
 
 def test_layer_style_cost_course_value_with_tf32_inputs():
@@ -133,12 +147,16 @@ def test_style_cost_weights_every_style_layer_but_not_the_content_layer():
     style, generated = vgg_like_outputs(1), vgg_like_outputs(2)
     J_style = compute_style_cost(style, generated)
     assert type(J_style) == EagerTensor
-    expected = sum(weight * np_layer_style(s, g)
-                   for (_, weight), s, g in zip(STYLE_LAYERS, style[:-1], generated[:-1]))
-    np.testing.assert_allclose(J_style, expected, rtol=1e-5)
-    # The content layer (last output) must not count.
+    terms = [weight * np_layer_style(s, g)
+             for (_, weight), s, g in zip(STYLE_LAYERS, style[:-1], generated[:-1])]
+    magnitudes = [weight * np_layer_style(s, g, absolute=True)
+                  for (_, weight), s, g in zip(STYLE_LAYERS, style[:-1], generated[:-1])]
+    # The largest layer is 8×8 positions; its 3² squares, the weight and the sum of 5 layers.
+    assert_within_rounding(J_style, sum(terms), terms=64 + 9 + 4 + 5, computations=2,
+                           magnitude=sum(magnitudes))
+    # The content layer (last output) must not count: the same sums of the same values.
     changed = generated[:-1] + [generated[-1] + 100.0]
-    np.testing.assert_allclose(compute_style_cost(style, changed), J_style, rtol=1e-6)
+    np.testing.assert_array_equal(compute_style_cost(style, changed), J_style)
 
 
 def test_style_cost_uses_the_given_layer_weights():
@@ -146,8 +164,10 @@ def test_style_cost_uses_the_given_layer_weights():
     weights = [('a', 1.0), ('b', 0.0), ('c', 0.0), ('d', 0.0), ('e', 0.5)]
     expected = np_layer_style(style[0], generated[0]) + 0.5 * np_layer_style(style[4],
                                                                              generated[4])
-    np.testing.assert_allclose(compute_style_cost(style, generated, weights), expected,
-                               rtol=1e-5)
+    magnitude = (np_layer_style(style[0], generated[0], absolute=True)
+                 + 0.5 * np_layer_style(style[4], generated[4], absolute=True))
+    assert_within_rounding(compute_style_cost(style, generated, weights), expected,
+                           terms=64 + 9 + 4 + 5, computations=2, magnitude=magnitude)
     with pytest.raises(ValueError):
         compute_style_cost(style, generated, weights[:3])
 
@@ -172,28 +192,30 @@ def test_works_inside_a_tf_function_like_the_notebooks_train_step():
 
     eager = total_cost(compute_content_cost(content, generated),
                        compute_style_cost(style, generated))
-    np.testing.assert_allclose(cost(content, style, generated), eager, rtol=1e-6)
+    # The same kernels in a graph as eagerly: the same bits.
+    np.testing.assert_array_equal(cost(content, style, generated), eager)
 
 
 # --- one implementation: the course API gives tfstyle.costs' numbers ---
 
 def test_same_numbers_as_costs_module():
+    # One implementation: the course's functions run costs' kernels on the same values, so
+    # they give the same bits.
     style, generated, content = vgg_like_outputs(8), vgg_like_outputs(9), vgg_like_outputs(10)
-    np.testing.assert_allclose(compute_content_cost(content, generated),
-                               costs.content_cost(content[-1], generated[-1])[0], rtol=1e-6)
+    np.testing.assert_array_equal(compute_content_cost(content, generated),
+                                  costs.content_cost(content[-1], generated[-1])[0])
     for a_s, a_g in zip(style[:-1], generated[:-1]):
-        np.testing.assert_allclose(
+        np.testing.assert_array_equal(
             compute_layer_style_cost(a_s, a_g),
-            costs.layer_style_cost(costs.gram_matrix(a_s), a_g)[0], rtol=1e-6)
+            costs.layer_style_cost(costs.gram_matrix(a_s), a_g)[0])
         # The course's Gram of the (n_C, n_H·n_W) unrolling is costs' Gram of the activations.
         unrolled = tf.transpose(tf.reshape(a_s, [-1, a_s.shape[-1]]))
-        np.testing.assert_allclose(gram_matrix(unrolled), costs.gram_matrix(a_s)[0], rtol=1e-6)
+        np.testing.assert_array_equal(gram_matrix(unrolled), costs.gram_matrix(a_s)[0])
     weights = [weight for _, weight in STYLE_LAYERS]
-    np.testing.assert_allclose(
+    np.testing.assert_array_equal(
         compute_style_cost(style, generated),
-        costs.style_cost([costs.gram_matrix(a) for a in style[:-1]], generated[:-1], weights)[0],
-        rtol=1e-6)
-    np.testing.assert_allclose(total_cost(1.25, 0.5, 3, 8), costs.total_cost(1.25, 0.5, 3, 8))
+        costs.style_cost([costs.gram_matrix(a) for a in style[:-1]], generated[:-1], weights)[0])
+    np.testing.assert_array_equal(total_cost(1.25, 0.5, 3, 8), costs.total_cost(1.25, 0.5, 3, 8))
 
 
 def test_no_second_copy_of_the_maths():

@@ -16,6 +16,7 @@ from tfstyle.checkpoints import checkpoint_directory
 from tfstyle.config import make_config
 from tfstyle.errors import UserError
 from tfstyle.transfer import NonFiniteCost, StyleTransfer, optimize
+from tolerances import assert_chain_close, vgg19_step_path
 
 LAYERS = "block1_conv1=0.5,block2_conv1=0.5"
 
@@ -89,7 +90,9 @@ def test_nan_stops_the_run_and_keeps_the_last_good_image(content_array, style_ar
                                             "and kept the image of step 3"):
         optimize(broken, 10, lambda image, step: saved.append((step, image)))
     assert [step for step, _ in saved] == [3]
-    np.testing.assert_allclose(saved[0][1], good.result(), atol=1e-6)
+    # The poisoned graph is compiled apart, so XLA may group its sums otherwise.
+    path = vgg19_step_path(config.content_layer, *config.layer_names, pixels=48 * 48)
+    assert_chain_close(saved[0][1], good.result(), path * 3)
 
 
 def test_a_failed_write_keeps_the_previous_file(tmp_path, content_array, monkeypatch):

@@ -1,0 +1,92 @@
+"""Run the test suite under each CPU code path TensorFlow can take here, and report.
+
+    python scripts/test_variants.py [--variants=onednn_off,avx2] [-- PYTEST ARGS]
+
+The same maths rounds differently on different CPUs: oneDNN picks AVX-512 or AVX2 kernels by
+the CPU it finds (or is turned off), and XLA generates code for the CPU's vector width. The
+tests' tolerances follow the arithmetic (tests/tolerances.py) so that the suite passes on each
+of these paths; this script proves it on one machine by forcing each path in turn:
+
+  as_is             nothing set: what this machine does by default
+  onednn_on         TF_ENABLE_ONEDNN_OPTS=1
+  onednn_off        TF_ENABLE_ONEDNN_OPTS=0 (Eigen's kernels)
+  avx2              oneDNN and XLA held to AVX2 (ONEDNN_MAX_CPU_ISA, --xla_cpu_max_isa), as on
+                    a CPU of this machine kind without AVX-512. Without the bfloat16 tests:
+                    TF sends bfloat16 convolutions to oneDNN when the CPU itself has AVX-512
+                    BF16, and oneDNN held to AVX2 then has no kernel for them; on a real AVX2
+                    CPU TF uses Eigen's, which onednn_off runs.
+  onednn_off_avx2   Eigen's kernels and XLA held to AVX2
+
+(XLA's --xla_cpu_use_thunk_runtime=false, the other generic path, is no longer honoured by
+TensorFlow 2.21's XLA, which warns and ignores it.) Prints one line per variant and a table;
+exits 1 if any variant failed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+
+VARIANTS = {
+    "as_is": {},
+    "onednn_on": {"TF_ENABLE_ONEDNN_OPTS": "1"},
+    "onednn_off": {"TF_ENABLE_ONEDNN_OPTS": "0"},
+    "avx2": {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"},
+    "onednn_off_avx2": {"TF_ENABLE_ONEDNN_OPTS": "0", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"},
+}
+# pytest arguments of a variant (see the docstring for why).
+SELECTION = {"avx2": ["-k", "not bfloat16"]}
+# What a variant overrides is removed from the inherited environment first, so that a
+# variant means the same thing whatever the calling shell has set.
+CONTROLLED = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "XLA_FLAGS")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def summary(output: str) -> str:
+    """pytest's last line, e.g. '252 passed, 170 warnings in 139.45s'."""
+    lines = [line.strip("= ") for line in output.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
+    return lines[-1] if lines else "no pytest summary (see the output above)"
+
+
+def run(name: str, pytest_args: list[str]) -> tuple[bool, str, float]:
+    env = {key: value for key, value in os.environ.items() if key not in CONTROLLED}
+    env.update(VARIANTS[name])
+    selection = SELECTION.get(name, [])
+    setting = " ".join(f"{key}={value}" for key, value in VARIANTS[name].items()) or "(nothing set)"
+    print(f"--- {name}: {setting} {' '.join(selection)}", flush=True)
+    start = time.perf_counter()
+    process = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                              *selection, *pytest_args], cwd=ROOT, env=env, capture_output=True,
+                             text=True)
+    seconds = time.perf_counter() - start
+    passed = process.returncode == 0
+    if not passed:  # the failures are what a reader needs; a passing run's dots are not
+        print(process.stdout[-20000:], process.stderr[-5000:], sep="\n")
+    line = summary(process.stdout)
+    print(f"    {'ok' if passed else 'FAILED'}: {line}", flush=True)
+    return passed, line, seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    parser.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
+    options = parser.parse_args()
+    names = [name for name in options.variants.split(",") if name]
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    results = {name: run(name, options.pytest_args) for name in names}
+    print(f"\n{'variant':18} {'result':7} {'time':>7}  pytest")
+    for name, (passed, line, seconds) in results.items():
+        print(f"{name:18} {'ok' if passed else 'FAILED':7} {seconds:6.0f}s  {line}")
+    return 0 if all(passed for passed, _, _ in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
