@@ -27,7 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -36,9 +36,11 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tfstyle import coursera  # noqa: E402
+from tfstyle.api import stage_run  # noqa: E402
 from tfstyle.config import make_config  # noqa: E402
 from tfstyle.features import FeatureExtractor, step_memory_bytes  # noqa: E402
-from tfstyle.transfer import StyleTransfer  # noqa: E402
+from tfstyle.optimizers import Adam  # noqa: E402
+from tfstyle.schedule import initial_image  # noqa: E402
 from tfstyle.weights import load_vgg19  # noqa: E402
 
 flags.DEFINE_list("sizes", ["256", "512"], "Square image sizes to time.")
@@ -182,11 +184,16 @@ def images(size: int, batch: int = 1, seed: int = 0) -> tuple[np.ndarray, np.nda
             rng.uniform(0, 1, [1, size, size, 3]).astype(np.float32))
 
 
-def tfstyle_step(size: int, batch: int = 1, jit: bool = True):
-    """The coursera preset's objective (the same work as the baseline) through tfstyle's step."""
+def tfstyle_step(size: int, batch: int = 1, jit: bool = True) -> tuple[Adam, Callable]:
+    """The coursera preset's objective (the same work as the baseline) through tfstyle's Adam
+    step."""
     config = make_config(preset="coursera", image_size=size, jit=jit, precision=FLAGS.precision)
-    transfer = StyleTransfer(config, *images(size, batch))
-    return transfer, lambda: transfer.step()["total"].numpy()
+    content, style = images(size, batch)
+    extractor = FeatureExtractor((config.content_layer, *config.layer_names), config.weights,
+                                 config.preprocess, config.precision)
+    adam = stage_run(config, extractor, content, style,
+                     initial_image(config.init, content, config.seed)).optimizer
+    return adam, lambda: adam.step()["total"].numpy()
 
 
 def coursera_step(size: int, extractor_model: tf.keras.Model):
@@ -220,11 +227,11 @@ def coursera_model() -> tf.keras.Model:
     return tf.keras.Model(vgg.input, [vgg.get_layer(name).output for name in layers])
 
 
-def network_steps(transfer: StyleTransfer) -> dict:
+def network_steps(adam: Adam) -> dict:
     """The network alone, compiled like the step: forward only, and forward plus the
     input-gradient pass; what the step takes beyond these goes to the costs and Adam."""
-    image = tf.constant(transfer.result())
-    model = transfer.extractor.model
+    image = tf.constant(adam.image.numpy())
+    model = adam.objective.extractor.model
 
     def summed():  # every output used, so no layer is pruned away
         return tf.add_n([tf.reduce_sum(output) for output in model(image)])
@@ -235,18 +242,18 @@ def network_steps(transfer: StyleTransfer) -> dict:
             total = summed()
         return tape.gradient(total, image)
 
-    forward = tf.function(summed, jit_compile=transfer.config.jit)
-    both = tf.function(forward_backward, jit_compile=transfer.config.jit)
+    forward = tf.function(summed, jit_compile=adam.step.jit)
+    both = tf.function(forward_backward, jit_compile=adam.step.jit)
     return {"forward_s": lambda: forward().numpy(), "forward_backward_s": lambda: both().numpy()}
 
 
 # --- the run ------------------------------------------------------------------------------
 
 def measure_size(size: int, baseline_model) -> dict:
-    transfer, step = tfstyle_step(size)
-    contenders = {"step_s": step, **network_steps(transfer),
-                  "convolutions_s": convolutions_alone(transfer.extractor, size,
-                                                       transfer.config.jit)}
+    adam, step = tfstyle_step(size)
+    extractor = adam.objective.extractor
+    contenders = {"step_s": step, **network_steps(adam),
+                  "convolutions_s": convolutions_alone(extractor, size, adam.step.jit)}
     if FLAGS.compare_jit:
         contenders["nojit_step_s"] = tfstyle_step(size, jit=False)[1]
     if FLAGS.batch > 1:
@@ -256,7 +263,7 @@ def measure_size(size: int, baseline_model) -> dict:
     row = {"size": size, **interleaved_medians(contenders, FLAGS.repeats, FLAGS.warmup)}
     del contenders
     seconds = row["step_s"]
-    work = step_gflop(transfer.extractor, set(transfer.config.layer_names), size, size)
+    work = step_gflop(extractor, set(adam.objective.config.layer_names), size, size)
     row.update(steps_per_s=1 / seconds, gflop=work["total"], gflops=work["total"] / seconds,
                peak_rss_mb=peak_rss_mb(size), tfstyle_estimate_mb=tfstyle_estimate_mb(size))
     row.update(convolutions_gflops=(work["forward"] + work["backward"]) / row["convolutions_s"],

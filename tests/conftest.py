@@ -48,18 +48,45 @@ def image_files(tmp_path, content_array, style_array):
     return save_png(content_array, tmp_path / "content.png"), save_png(style_array, tmp_path / "style.png")
 
 
-def nan_from_step(bad_step, poisoned=None):
-    """A StyleTransfer subclass whose costs turn NaN from `bad_step` on, as an activation
-    overflowing would: the costs named in `poisoned` (default: all of them)."""
+def make_stage(config, content, style):
+    """A StageRun (objective, image variable, optimiser) for `config` on arrays, as a run's
+    single scale would have; the image starts at config.init."""
+    from tfstyle.api import stage_run
+    from tfstyle.features import FeatureExtractor
+    from tfstyle.schedule import initial_image
+
+    extractor = FeatureExtractor((config.content_layer, *config.layer_names), config.weights,
+                                 config.preprocess, config.precision)
+    return stage_run(config, extractor, content, style,
+                     initial_image(config.init, content, config.seed))
+
+
+def run_steps(stage_run, steps, save=lambda image, step: None, **settings):
+    """tfstyle.loop.optimize over `steps` steps of one scale."""
+    from tfstyle.loop import optimize
+    from tfstyle.schedule import Stage
+
+    _, height, width, _ = stage_run.optimizer.image.shape
+    return optimize([Stage(1, (width, height), 0, steps)], lambda stage, picture: stage_run,
+                    save, **settings)
+
+
+def poison_from(stage_run, bad_call, poisoned=None):
+    """Make the stage's costs NaN from the `bad_call`-th evaluation on (a step, for Adam), as an
+    activation overflowing would: the costs named in `poisoned` (default: all of them)."""
     import tensorflow as tf
 
-    from tfstyle.transfer import StyleTransfer
+    objective = stage_run.optimizer.objective
 
-    class NanFromStep(StyleTransfer):
-        def costs(self, features):
-            costs = super().costs(features)
-            poison = tf.where(self.optimizer.iterations + 1 >= bad_step, np.nan, 0.0)
+    class Poisoned:
+        calls = tf.Variable(0)
+
+        def costs(self, image):
+            costs = objective.costs(image)
+            self.calls.assign_add(1)
+            poison = tf.where(self.calls >= bad_call, np.nan, 0.0)
             return {name: value + poison if poisoned is None or name in poisoned else value
                     for name, value in costs.items()}
 
-    return NanFromStep
+    stage_run.optimizer.objective = Poisoned()  # before the first step traces the objective
+    return stage_run

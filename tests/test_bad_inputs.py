@@ -128,7 +128,29 @@ BAD_SETTINGS = {
     "unknown flag": ["--colour=blue"],
     "stray argument": ["extra.png"],
     "max size too big for memory": ["--max_size=60000"],
+    "unknown optimizer": ["--optimizer=sgd"],
+    "zero scales": ["--scales=0"],
+    "scales not a number": ["--scales=three"],
+    "scale steps of the wrong count": ["--scales=3", "--scale_steps=10,20,30"],
+    "scale steps not numbers": ["--scale_steps=ten"],
+    "scale steps not whole": ["--scale_steps=1.5"],
+    "zero scale steps": ["--scale_steps=0"],
+    "first scale too small": ["--max_size=64", "--scales=3"],
+    "negative tv weight": ["--tv_weight=-1"],
+    "infinite tv weight": ["--tv_weight=inf"],
+    "average decay of one": ["--average_decay=1"],
+    "negative average decay": ["--average_decay=-0.5"],
 }
+
+
+def test_too_big_for_memory_names_the_largest_size_that_fits(capsys, files):
+    tmp, content, style = files
+    code, err = cli(capsys, f"--content={content}", f"--style={style}",
+                    f"--output={tmp / 'out.png'}", "--max_size=60000")
+    assert_refused(code, err, tmp / "out.png")
+    assert "GiB for one step with --optimizer=lbfgs" in err[0]
+    largest = int(err[0].split("the largest that fits is --max_size=")[1].rstrip("."))
+    assert 512 <= largest < 60000
 
 
 @pytest.mark.parametrize("case", BAD_SETTINGS)
@@ -171,12 +193,12 @@ def test_existing_output_is_kept_unless_overwrite(capsys, files):
     output = tmp / "precious.png"
     output.write_bytes(b"my earlier result")
     code, err = cli(capsys, f"--content={content}", f"--style={style}", f"--output={output}",
-                    "--max_size=48", "--steps=1")
+                    "--max_size=48", "--steps=1", "--scales=1")
     assert_refused(code, err)
     assert "--overwrite" in err[0]
     assert output.read_bytes() == b"my earlier result"
     code, err = cli(capsys, f"--content={content}", f"--style={style}", f"--output={output}",
-                    "--max_size=48", "--steps=1", "--overwrite")
+                    "--max_size=48", "--steps=1", "--scales=1", "--overwrite")
     assert code == 0
     assert Image.open(output).size == (48, 38)
 
@@ -196,7 +218,7 @@ def test_bad_weights_files(capsys, files, weights):
         model.save_weights(path)
     output = tmp / "out.png"
     code, err = cli(capsys, f"--content={content}", f"--style={style}", f"--output={output}",
-                    f"--weights={path}", "--max_size=48", "--steps=1")
+                    f"--weights={path}", "--max_size=48", "--steps=1", "--scales=1")
     assert_refused(code, err, output)
     assert str(path) in err[0]
 

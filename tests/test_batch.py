@@ -9,12 +9,11 @@ import pytest
 from PIL import Image
 
 import tfstyle
-from conftest import make_content, make_style, save_png
+from conftest import make_content, make_stage, make_style, run_steps, save_png
 from tfstyle import images, monitor
 from tfstyle.api import run_config
 from tfstyle.config import make_config
 from tfstyle.errors import UserError
-from tfstyle.transfer import StyleTransfer, optimize
 from tolerances import assert_chain_close, vgg19_path, vgg19_step_path
 
 LAYERS = "block1_conv1=0.5,block2_conv1=0.5"
@@ -36,7 +35,8 @@ def files(tmp_path):
 
 def settings(**overrides):
     return dict(max_size=48, style_layers=LAYERS, content_layer="block2_conv2",
-                init="content_noise", learning_rate=0.05, quiet=True, **overrides)
+                init="content_noise", optimizer="adam", scales=1, learning_rate=0.05, quiet=True,
+                **overrides)
 
 
 def test_batch_output_paths():
@@ -57,16 +57,16 @@ def test_each_image_of_a_batch_ends_as_if_run_alone(content_array, style_array):
     config = make_config(**settings(steps=5))
     path = vgg19_path(config.content_layer, *config.layer_names)
     step_path = vgg19_step_path(config.content_layer, *config.layer_names, pixels=48 * 64)
-    batched = StyleTransfer(config, contents, style)
-    batch_costs = batched.image_costs(batched.extractor(batched.image))
-    batched_run = optimize(batched, 5, lambda image, step: None)
+    batched = make_stage(config, contents, style)
+    batch_costs = batched.optimizer.objective.image_costs(batched.optimizer.image)
+    batched_run = run_steps(batched, 5)
     for index in range(2):
-        alone = StyleTransfer(config, contents[index:index + 1], style)
-        alone_costs = alone.image_costs(alone.extractor(alone.image))
+        alone = make_stage(config, contents[index:index + 1], style)
+        alone_costs = alone.optimizer.objective.image_costs(alone.optimizer.image)
         # A batch may be convolved with other blockings than one image, so other roundings.
         for name, value in alone_costs.items():
             assert_chain_close(batch_costs[name][index], value[0], [*path, 48 * 64])
-        alone_run = optimize(alone, 5, lambda image, step: None)
+        alone_run = run_steps(alone, 5)
         assert_chain_close(batched_run.image[index], alone_run.image[0], step_path * 5)
     # The step returns the batch's sums (compiled, against the eager costs above).
     assert_chain_close(batched_run.history[0]["total"], float(np.sum(batch_costs["total"])),
@@ -79,7 +79,7 @@ def test_cli_batch_writes_one_png_per_content_with_its_record(tmp_path, files):
     result = subprocess.run(
         [sys.executable, "-m", "tfstyle.run", f"--content={a},{b}", f"--style={style}",
          f"--output={output}", "--max_size=48", "--steps=3", f"--style_layers={LAYERS}",
-         "--content_layer=block2_conv2"],
+         "--content_layer=block2_conv2", "--scales=1"],
         capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(tmp_path)) == ["a.png", "b.png", "out-a.png", "out-b.png",

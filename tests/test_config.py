@@ -18,6 +18,17 @@ def test_coursera_preset_matches_the_course():
     assert config.init == "content_noise"
     assert config.style_layers == GATYS_STYLE_LAYERS
     assert config.preset == "coursera"
+    # The course's plain costs, Adam, one size, 2501 steps.
+    assert (config.normalize_costs, config.optimizer, config.scales) == (False, "adam", 1)
+    assert (config.tv_weight, config.average_decay, config.total_steps) == (0.0, 0.0, 2501)
+
+
+def test_steps_per_scale():
+    assert make_config(scales=3, scale_steps="300,150", steps=80).steps_per_scale == (300, 150, 80)
+    assert make_config(scales=4, scale_steps=50, steps=10).steps_per_scale == (50, 50, 50, 10)
+    assert make_config(scales=1, steps=7).steps_per_scale == (7,)
+    config = make_config(scale_steps=[20, 10])
+    assert config.scale_steps == (20, 10) and config.to_dict()["scale_steps"] == "20,10"
 
 
 def test_explicit_settings_win_over_the_preset():
@@ -48,6 +59,13 @@ def test_style_layers_accept_text_and_pairs():
     (dict(style_layers="block1_conv1=-1,block2_conv1=2"), "non-negative"),
     (dict(style_layers=""), "names no layer"),
     (dict(beta_1=1.0), "beta_1"),
+    (dict(optimizer="sgd"), "Unknown --optimizer 'sgd'"),
+    (dict(scales=0), "--scales must be at least 1"),
+    (dict(scales=3, scale_steps="1,2,3"), "one number for all 2 scales"),
+    (dict(scale_steps="1.5"), "whole numbers"),
+    (dict(scale_steps="0"), "--scale_steps must be positive"),
+    (dict(tv_weight=-1.0), "--tv_weight must not be negative"),
+    (dict(average_decay=1.0), r"--average_decay must be in \[0, 1\)"),
 ])
 def test_bad_settings_are_refused_with_a_sentence(changes, words):
     with pytest.raises(UserError, match=words):

@@ -244,3 +244,30 @@ def test_costs_compile_with_xla_for_dynamic_shapes():
         assert_within_rounding(total(gram_s, gram_s, a_c, a_g, a_g, b_g, 0.7, 0.3, 10.0, 40.0),
                                expected, terms=positions(shape) + elements(shape) + 10,
                                magnitude=magnitude, computations=2)
+
+
+# --- total variation ---
+
+def np_total_variation(x):
+    x = x.astype(np.float64)
+    _, height, width, _ = x.shape
+    vertical = ((x[:, 1:] - x[:, :-1]) ** 2).sum(axis=(1, 2, 3))
+    horizontal = ((x[:, :, 1:] - x[:, :, :-1]) ** 2).sum(axis=(1, 2, 3))
+    return (vertical + horizontal) / (height * width)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_total_variation_matches_numpy(shape):
+    images = np.random.default_rng(19).uniform(0, 1, shape).astype(np.float32)
+    cost = costs.total_variation_cost(images)
+    assert cost.shape == (shape[0],)
+    # Differences, squares, a sum over the image's values, the division.
+    assert_within_rounding(cost, np_total_variation(images), terms=2 * elements(shape) + 3)
+
+
+def test_total_variation_of_flat_and_striped_images():
+    flat = np.full((1, 6, 5, 3), 0.7, np.float32)
+    np.testing.assert_array_equal(costs.total_variation_cost(flat), [0.0])
+    stripes = np.zeros((1, 4, 4, 3), np.float32)
+    stripes[:, :, 1::2] = 1.0  # every horizontal neighbour differs by 1, vertical ones by 0
+    np.testing.assert_array_equal(costs.total_variation_cost(stripes), [4 * 3 * 3 / 16])

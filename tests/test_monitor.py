@@ -22,6 +22,8 @@ import tfstyle
 from conftest import make_content, make_style, save_png
 from tfstyle import images, monitor, run
 from tfstyle.errors import UserError
+from tfstyle.loop import Iterate
+from tfstyle.schedule import Stage
 
 LAYERS = "block1_conv1=0.5,block2_conv1=0.3,block3_conv1=0.2"
 ALPHAS = (10.0, 3.0)  # the two runs differ in α, so the hparams table has something to compare
@@ -35,6 +37,7 @@ def two_runs(tmp_path_factory):
     content = save_png(make_content(), folder / "content.png")
     style = save_png(make_style(), folder / "style.png")
     config = tfstyle.make_config(content=content, style=style, max_size=48, steps=5,
+                                 optimizer="adam", scales=1, normalize_costs=False, beta=1e-5,
                                  style_layers=LAYERS, learning_rate=0.05, image_every=2,
                                  logdir=str(folder / "logs"), run_name="tiny", quiet=True)
     configs = [config.replace(alpha=alpha, output=str(folder / f"out{index}.png"))
@@ -229,10 +232,20 @@ def test_from_image_reruns_through_the_cli(two_runs, tmp_path):
             ] == [f"tfstyle: error: Image file '{tmp_path / 'nothing.png'}' does not exist."]
 
 
+def iterates(stages, costs=lambda step: {"total": 3.0 * step, "content": 1.0, "style": 2.0}):
+    """The Iterate records a run over `stages` would hand its callbacks."""
+    for stage in stages:
+        for step in range(stage.first_step + 1, stage.last_step + 1):
+            yield Iterate(step, stages[-1].last_step, stage.scale, len(stages), stage.size,
+                          costs(step), None, lambda: None)
+
+
 def test_progress_is_plain_lines_when_not_on_a_terminal(capsys):
-    progress = monitor.Progress(20, interactive=False)
-    for step in range(1, 21):
-        progress(step, {"total": 3.0 * step, "content": 1.0, "style": 2.0, "style/x": 5.0})
+    stages = [Stage(1, (40, 30), 0, 20)]
+    progress = monitor.Progress(stages, interactive=False)
+    for iterate in iterates(stages, lambda step: {"total": 3.0 * step, "content": 1.0,
+                                                  "style": 2.0, "style/x": 5.0}):
+        progress(iterate)
     progress.close()
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(",")[0].split(":")[0] for line in lines] == [
@@ -241,20 +254,35 @@ def test_progress_is_plain_lines_when_not_on_a_terminal(capsys):
     assert "\r" not in "".join(lines)
 
 
-def test_progress_rate_counts_steps_of_this_call_only(monkeypatch):
-    """A run resumed at step 100 does 1 step per second, not 100."""
-    clock = iter([10.0, 11.0, 12.0])
+def test_progress_names_each_scale(capsys):
+    stages = [Stage(1, (40, 30), 0, 10), Stage(2, (80, 60), 10, 15)]
+    progress = monitor.Progress(stages, interactive=False)
+    for iterate in iterates(stages):
+        progress(iterate)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "scale 1/2: 40x30 pixels, steps 1-10"
+    assert "scale 2/2: 80x60 pixels, steps 11-15" in lines
+    assert lines[-1].startswith("step 15/15")
+
+
+def test_progress_rate_counts_steps_of_this_call_only_and_eta_weighs_pixels(monkeypatch):
+    """A run resumed at step 100 does 1 step per second, not 100; a step of the next scale,
+    with 4 times the pixels, counts 4 times as long."""
+    clock = iter([10.0, 10.0, 11.0])  # step 101 ends at 10 s (its scale starts), step 102 at 11 s
     monkeypatch.setattr(monitor.time, "perf_counter", lambda: next(clock))
-    progress = monitor.Progress(200, interactive=False)
-    assert progress.steps_per_second(101) is None  # its time includes the compilation
-    assert progress.steps_per_second(102) == 1.0
-    assert progress.steps_per_second(103) == 1.0
+    stages = [Stage(1, (10, 10), 0, 200), Stage(2, (20, 20), 200, 300)]
+    progress = monitor.Progress(stages, interactive=False)
+    progress(list(iterates(stages))[100])  # step 101: its time includes the compilation
+    speed, left = progress.rates(102)
+    assert speed == 1.0
+    assert left == (98 + 4 * 100) * 1.0  # 98 steps at 1 s, then 100 steps of 4x the pixels
 
 
 def test_progress_bar_on_a_terminal(capsys):
-    progress = monitor.Progress(3, interactive=True)
-    for step in range(1, 4):
-        progress(step, {"total": 1.5, "content": 1.0, "style": 2.0})
+    stages = [Stage(1, (40, 30), 0, 3)]
+    progress = monitor.Progress(stages, interactive=True)
+    for iterate in iterates(stages, lambda step: {"total": 1.5, "content": 1.0, "style": 2.0}):
+        progress(iterate)
     out = capsys.readouterr().out
     assert "3/3" in out and "total: 1.5" in out and "steps/s:" in out
 
@@ -262,7 +290,7 @@ def test_progress_bar_on_a_terminal(capsys):
 def test_quiet_turns_the_progress_off(capsys, image_files):
     content, style = image_files
     config = tfstyle.make_config(content=content, style=style, max_size=48, steps=2, jit=False,
-                                 style_layers="block1_conv1")
+                                 style_layers="block1_conv1", scales=1)
     tfstyle.run_config(config)
     assert "step 2/2" in capsys.readouterr().out
     tfstyle.run_config(config.replace(quiet=True))
@@ -285,3 +313,45 @@ def test_a_logdir_that_is_a_file_is_refused_before_any_work(tmp_path, image_file
     blocker.write_text("")
     with pytest.raises(UserError, match="--logdir"):
         tfstyle.run_config(tfstyle.make_config(content=content, style=style, logdir=str(blocker)))
+
+
+def test_a_run_over_scales_logs_every_step_tv_and_each_scales_images(tmp_path, image_files):
+    content, style = image_files
+    config = tfstyle.make_config(content=content, style=style, max_size=160, scales=2,
+                                 scale_steps=3, steps=2, tv_weight=0.5, style_layers=LAYERS,
+                                 logdir=str(tmp_path / "logs"), run_name="scales", quiet=True,
+                                 output=str(tmp_path / "out.png"))
+    result = tfstyle.run_config(config)
+    events = read_events(result.log_dir)
+    scalars = {tag for tag in events.Tags()["tensors"]
+               if events.SummaryMetadata(tag).plugin_data.plugin_name == "scalars"}
+    # L-BFGS has no learning rate; the total variation term is a cost of its own.
+    assert scalars == {"cost/total", "cost/content", "cost/style", "cost/tv",
+                       *(f"style/{name}" for name in config.layer_names)}
+    tv = events.Tensors("cost/tv")
+    assert [event.step for event in tv] == [1, 2, 3, 4, 5]
+    assert [tf.make_ndarray(event.tensor_proto).item() for event in tv] == [
+        np.float32(costs["tv"]).item() for costs in result.history]
+    sizes = [tuple(int(value) for value in event.tensor_proto.string_val[:2])
+             for event in events.Tensors("generated")]
+    assert sizes == [(80, 64)] * 3 + [(160, 128)] * 2  # every step: 5 steps // 5 images
+    content_pb = events.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content_pb).session_start_info.hparams
+    assert hparams["optimizer"].string_value == "lbfgs"
+    assert hparams["scales"].number_value == 2 and hparams["tv_weight"].number_value == 0.5
+    assert hparams["size"].string_value == "160x128"
+
+
+def test_a_record_from_before_a_setting_existed_reruns_as_it_ran(tmp_path, content_array):
+    """tfstyle 0.1.0 had no --optimizer, --scales, --normalize_costs, ...: its records mean
+    Adam on one scale with the course's costs, whatever today's defaults are."""
+    old = {name: value for name, value in monitor.recorded_config(
+        tfstyle.make_config(optimizer="adam", scales=1, normalize_costs=False)).items()
+        if name not in ("optimizer", "scales", "scale_steps", "normalize_costs", "tv_weight",
+                        "average_decay")}
+    path = tmp_path / "old.png"
+    images.save_image(content_array, path, {"tfstyle": json.dumps(
+        {"version": "0.1.0", "step": 200, "config": old})})
+    config = monitor.read_run_record(str(path))
+    assert (config.optimizer, config.scales, config.normalize_costs) == ("adam", 1, False)
+    assert (config.tv_weight, config.average_decay) == (0.0, 0.0)

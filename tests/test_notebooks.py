@@ -1,7 +1,7 @@
 """The notebooks in notebooks/ are stored without outputs and run top to bottom.
 
 Each notebook has one cell tagged `parameters` (papermill-style). The run test injects a cell
-right after it with tiny values (64 px, a few steps, a 2x2 grid) and executes the notebook with
+right after it with tiny values (a few steps at 64-208 px, a 2x2 grid) and executes the notebook with
 nbclient on the CPU, in a temporary directory; any cell error fails the test. Executed notebooks
 are never written back.
 """
@@ -22,7 +22,8 @@ ALL_NOTEBOOKS = sorted(path.name for path in NOTEBOOKS.glob("*.ipynb"))
 def tiny_parameters(tmp_path: Path) -> dict[str, dict]:
     return {
         "quickstart.ipynb": dict(
-            MAX_SIZE=64, STEPS=4, PREVIEW_EVERY=2, OUTPUT=str(tmp_path / "stylized.png"),
+            MAX_SIZE=208, SCALE_STEPS="2", STEPS=2, PREVIEW_EVERY=2,
+            OUTPUT=str(tmp_path / "stylized.png"),
             LOGDIR=str(tmp_path / "runs"), TENSORBOARD=False, UPLOAD=False),
         "coursera_walkthrough.ipynb": dict(
             SIZE=64, STEPS=2, GRID_LAYERS=[1, 5], GRID_RATIOS=[1e6, 1e4],
@@ -103,7 +104,7 @@ def test_quickstart_runs(tmp_path):
     notebook, seconds = execute("quickstart.ipynb", overrides, tmp_path)
     print(f"quickstart.ipynb ran in {seconds:.0f} s")
     result = Image.open(overrides["OUTPUT"])
-    assert max(result.size) == 64
+    assert max(result.size) == 208
     assert "GPU" in text(outputs_of(notebook, "imports"))
     assert "s per step" in text(outputs_of(notebook, "estimate"))
     assert has_picture(outputs_of(notebook, "choose"))

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import make_content, make_style, nan_from_step
-from tfstyle import transfer as transfer_module
+from conftest import make_content, make_stage, make_style, poison_from, run_steps
+from tfstyle import optimizers
 from tfstyle.api import run_config
 from tfstyle.config import make_config
 from tfstyle.errors import UserError
 from tfstyle.features import FeatureExtractor
-from tfstyle.transfer import NonFiniteCost, StyleTransfer, optimize
+from tfstyle.loop import NonFiniteCost
 from tolerances import storage_tolerance, vgg19_path
 
 LAYERS = "block1_conv1=0.5,block2_conv1=0.3,block3_conv1=0.2"
@@ -20,7 +20,8 @@ COMPUTE_DTYPE = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 
 def config_for(precision, **settings):
     return make_config(style_layers=LAYERS, content_layer=CONTENT_LAYER, init="content_noise",
-                       learning_rate=0.05, precision=precision, **settings)
+                       optimizer="adam", scales=1, normalize_costs=False, alpha=10.0,
+                       beta=1e-5, learning_rate=0.05, precision=precision, **settings)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def float32_first_costs(images):
-    costs = StyleTransfer(config_for("float32"), *images).step()
+    costs = make_stage(config_for("float32"), *images).optimizer.step()
     return {name: float(value) for name, value in costs.items()}
 
 
@@ -64,7 +65,7 @@ def test_vgg_computes_in_the_low_precision_dtype(precision):
 def test_mixed_steps_are_close_to_float32_and_lower_the_cost(precision, images,
                                                              float32_first_costs):
     config = config_for(precision)
-    transfer = StyleTransfer(config, *images)
+    transfer = make_stage(config, *images).optimizer
     first = transfer.step()
     assert all(value.dtype == tf.float32 for value in first.values())
     first = {name: float(value) for name, value in first.items()}
@@ -80,22 +81,23 @@ def test_mixed_steps_are_close_to_float32_and_lower_the_cost(precision, images,
     assert all(variable.dtype == "float32" for variable in transfer.optimizer.variables
                if variable.dtype.startswith("float"))
     assert int(transfer.optimizer.iterations) == 8  # no step was skipped
-    image = transfer.result()
+    image = transfer.image.numpy()
     assert image.dtype == np.float32 and image.min() >= 0.0 and image.max() <= 1.0
 
 
 def test_float16_overflow_skips_the_step_but_not_the_run(images, monkeypatch):
     # A loss scale far too large: the first gradients overflow float16 although every cost is
     # finite. Those steps leave the image and Adam alone and halve the scale; the run goes on.
-    monkeypatch.setattr(transfer_module, "INITIAL_LOSS_SCALE", 2.0 ** 20)
-    transfer = StyleTransfer(config_for("mixed_float16"), *images)
-    start = transfer.result()
+    monkeypatch.setattr(optimizers, "INITIAL_LOSS_SCALE", 2.0 ** 20)
+    stage = make_stage(config_for("mixed_float16"), *images)
+    transfer = stage.optimizer
+    start = transfer.image.numpy()
     costs = transfer.step()
     assert all(np.isfinite(float(value)) for value in costs.values())
-    np.testing.assert_array_equal(transfer.result(), start)
+    np.testing.assert_array_equal(transfer.image.numpy(), start)
     assert float(transfer.optimizer.dynamic_scale) == 2.0 ** 19
     assert int(transfer.optimizer.iterations) == 0
-    result = optimize(transfer, 30, lambda image, step: None)
+    result = run_steps(stage, 30)
     assert result.steps == 30 and len(result.history) == 30
     skipped = 30 - int(transfer.optimizer.iterations)
     assert 0 < skipped < 30
@@ -104,11 +106,11 @@ def test_float16_overflow_skips_the_step_but_not_the_run(images, monkeypatch):
 
 
 def test_non_finite_costs_still_stop_a_float16_run(images):
-    broken = nan_from_step(3)(config_for("mixed_float16"), *images)
+    broken = poison_from(make_stage(config_for("mixed_float16"), *images), 3)
     saved = []
     with pytest.raises(NonFiniteCost, match="became nan at step 3; stopped and kept the image of "
                                             "step 2. Activations in float16 overflow above 65504"):
-        optimize(broken, 10, lambda image, step: saved.append(step))
+        run_steps(broken, 10, lambda image, step: saved.append(step), precision="mixed_float16")
     assert saved == [2]
 
 

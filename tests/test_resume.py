@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import nan_from_step
+from conftest import make_stage, poison_from, run_steps
 from tfstyle import images
 from tfstyle.api import run_config
 from tfstyle.checkpoints import checkpoint_directory
 from tfstyle.config import make_config
 from tfstyle.errors import UserError
-from tfstyle.transfer import NonFiniteCost, StyleTransfer, optimize
+from tfstyle.loop import NonFiniteCost
 from tolerances import assert_chain_close, vgg19_step_path
 
 LAYERS = "block1_conv1=0.5,block2_conv1=0.5"
@@ -23,6 +23,7 @@ LAYERS = "block1_conv1=0.5,block2_conv1=0.5"
 
 def config_for(image_files, output, **settings):
     content, style = image_files
+    settings = {"optimizer": "adam", "scales": 1, **settings}
     return make_config(content=content, style=style, output=str(output), max_size=48,
                        style_layers=LAYERS, content_layer="block2_conv2", quiet=True,
                        init="content_noise", **settings)
@@ -45,7 +46,7 @@ def test_resumed_run_ends_with_exactly_the_uninterrupted_image(tmp_path, image_f
 
 def test_resume_with_a_different_objective_is_refused(tmp_path, image_files):
     run_config(config_for(image_files, tmp_path / "out.png", steps=2, checkpoint_every=2))
-    with pytest.raises(UserError, match=r"--beta \(was 1e-05, now 0.5\)"):
+    with pytest.raises(UserError, match=r"--beta \(was 7.0, now 0.5\)"):
         run_config(config_for(image_files, tmp_path / "out.png", steps=4, resume=True, beta=0.5))
     with pytest.raises(UserError, match="Nothing to resume"):
         run_config(config_for(image_files, tmp_path / "other.png", steps=4, resume=True))
@@ -63,7 +64,7 @@ def test_sigterm_mid_run_leaves_an_image_and_a_checkpoint(tmp_path, image_files)
     process = subprocess.Popen(
         [sys.executable, "-m", "tfstyle.run", f"--content={content}", f"--style={style}",
          f"--output={output}", "--max_size=48", "--steps=100000", f"--style_layers={LAYERS}",
-         "--checkpoint_every=2", "--quiet"],
+         "--checkpoint_every=2", "--quiet", "--scales=1"],
         stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (checkpoint_directory(output) / "checkpoint").exists():
@@ -80,19 +81,19 @@ def test_sigterm_mid_run_leaves_an_image_and_a_checkpoint(tmp_path, image_files)
 
 def test_nan_stops_the_run_and_keeps_the_last_good_image(content_array, style_array):
     batch = content_array[None, :48, :48], style_array[None, :48, :48]
-    config = make_config(style_layers=LAYERS, steps=10)
-    good = StyleTransfer(config, *batch)
+    config = make_config(style_layers=LAYERS, steps=10, optimizer="adam", scales=1)
+    good = make_stage(config, *batch).optimizer
     for _ in range(3):
         good.step()
-    broken = nan_from_step(4, poisoned=("total", "style/block2_conv1"))(config, *batch)
+    broken = poison_from(make_stage(config, *batch), 4, poisoned=("total", "style/block2_conv1"))
     saved = []
     with pytest.raises(NonFiniteCost, match="'style/block2_conv1' became nan at step 4; stopped "
                                             "and kept the image of step 3"):
-        optimize(broken, 10, lambda image, step: saved.append((step, image)))
+        run_steps(broken, 10, lambda image, step: saved.append((step, image)))
     assert [step for step, _ in saved] == [3]
     # The poisoned graph is compiled apart, so XLA may group its sums otherwise.
     path = vgg19_step_path(config.content_layer, *config.layer_names, pixels=48 * 48)
-    assert_chain_close(saved[0][1], good.result(), path * 3)
+    assert_chain_close(saved[0][1], good.image.numpy(), path * 3)
 
 
 def test_a_failed_write_keeps_the_previous_file(tmp_path, content_array, monkeypatch):

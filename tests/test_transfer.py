@@ -2,12 +2,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import make_stage, run_steps
 from tfstyle.config import make_config
 from tfstyle.costs import content_cost, gram_matrix, layer_style_cost
-from tfstyle.transfer import StyleTransfer, initial_image, optimize
+from tfstyle.schedule import initial_image
 from tolerances import assert_chain_close, assert_within_rounding, vgg19_step_path
 
 LAYERS = "block1_conv1=0.5,block2_conv1=0.3,block3_conv1=0.2"
+
+
+def adam(**settings):
+    """The Coursera-formulation objective (no normalisation) with Adam on one scale."""
+    return make_config(style_layers=LAYERS, optimizer="adam", scales=1, normalize_costs=False,
+                       **settings)
 
 
 @pytest.fixture
@@ -27,13 +34,13 @@ def test_initial_images(content_array):
 
 
 def test_costs_are_the_formulas(batch):
-    config = make_config(style_layers=LAYERS, content_layer="block3_conv2", alpha=3.0, beta=7.0,
-                         init="content_noise")
-    transfer = StyleTransfer(config, *batch)
-    features = transfer.extractor(transfer.image)
-    costs = {name: float(value) for name, value in transfer.costs(features).items()}
-    style_features = transfer.extractor(batch[1])
-    expected_content = float(content_cost(transfer.extractor(batch[0])["block3_conv2"],
+    config = adam(content_layer="block3_conv2", alpha=3.0, beta=7.0, init="content_noise")
+    objective = make_stage(config, *batch).optimizer.objective
+    image = initial_image(config.init, batch[0], config.seed)
+    costs = {name: float(value) for name, value in objective.costs(image).items()}
+    features = objective.extractor(image)
+    style_features = objective.extractor(batch[1])
+    expected_content = float(content_cost(objective.extractor(batch[0])["block3_conv2"],
                                           features["block3_conv2"])[0])
     expected_layers = {name: float(np.float32(weight) * layer_style_cost(
                            gram_matrix(style_features[name]), features[name])[0].numpy())
@@ -49,12 +56,12 @@ def test_costs_are_the_formulas(batch):
 
 
 def test_steps_lower_the_cost_and_keep_pixels_in_range(batch):
-    transfer = StyleTransfer(make_config(style_layers=LAYERS, learning_rate=0.05), *batch)
-    first = float(transfer.step()["total"])
+    optimizer = make_stage(adam(learning_rate=0.05), *batch).optimizer
+    first = float(optimizer.step()["total"])
     for _ in range(15):
-        last = float(transfer.step()["total"])
+        last = float(optimizer.step()["total"])
     assert last < 0.5 * first
-    image = transfer.result()
+    image = optimizer.image.numpy()
     assert image.min() >= 0.0 and image.max() <= 1.0
     assert not np.array_equal(image, batch[0])
 
@@ -62,44 +69,28 @@ def test_steps_lower_the_cost_and_keep_pixels_in_range(batch):
 def test_xla_and_plain_graph_agree(batch):
     runs = []
     for jit in (True, False):
-        config = make_config(style_layers=LAYERS, jit=jit)
-        transfer = StyleTransfer(config, *batch)
-        runs.append([float(transfer.step()["total"]) for _ in range(3)])
+        config = adam(jit=jit)
+        optimizer = make_stage(config, *batch).optimizer
+        runs.append([float(optimizer.step()["total"]) for _ in range(3)])
     # Other kernels, so other rounding, through three steps.
     path = vgg19_step_path(config.content_layer, *config.layer_names, pixels=64 * 64)
     assert_chain_close(runs[0], runs[1], path * 3)
 
 
 def test_same_seed_same_result(batch):
-    config = make_config(style_layers=LAYERS, init="content_noise", seed=5, steps=3)
+    config = adam(init="content_noise", seed=5, steps=3)
     results = []
     for _ in range(2):
-        transfer = StyleTransfer(config, *batch)
-        results.append(optimize(transfer, 3, lambda image, step: None).image)
+        results.append(run_steps(make_stage(config, *batch), 3).image)
     np.testing.assert_array_equal(results[0], results[1])  # the same kernels twice
 
 
 def test_loop_saves_every_n_steps_and_at_the_end(batch):
-    transfer = StyleTransfer(make_config(style_layers=LAYERS), *batch)
     saved = []
-    result = optimize(transfer, 7, lambda image, step: saved.append(step), save_every=3)
+    result = run_steps(make_stage(adam(), *batch), 7, lambda image, step: saved.append(step),
+                       save_every=3)
     assert saved == [3, 6, 7]
     assert result.steps == 7 and len(result.history) == 7 and not result.interrupted
-
-
-def test_ctrl_c_stops_cleanly_and_still_saves(batch):
-    transfer = StyleTransfer(make_config(style_layers=LAYERS), *batch)
-    saved = []
-
-    def interrupt_at_four(step, costs):
-        if step == 4:
-            raise KeyboardInterrupt
-
-    result = optimize(transfer, 50, lambda image, step: saved.append((step, image.copy())),
-                      callbacks=[interrupt_at_four])
-    assert result.interrupted and result.steps == 4
-    assert [step for step, _ in saved] == [4]
-    np.testing.assert_array_equal(saved[-1][1], transfer.result())
 
 
 def test_coursera_preset_takes_the_notebooks_steps(content_array, style_array):
@@ -109,11 +100,12 @@ def test_coursera_preset_takes_the_notebooks_steps(content_array, style_array):
 
     config = make_config("coursera", image_size=48, jit=False)
     content, style = content_array[None, :48, :48], style_array[None, :48, :48]
-    transfer = StyleTransfer(config, content, style)
-    ours = [float(transfer.step()["total"]) for _ in range(3)]
+    step = make_stage(config, content, style).optimizer
+    ours = [float(step.step()["total"]) for _ in range(3)]
 
     layers = [name for name, _ in coursera.STYLE_LAYERS] + [coursera.content_layer[0][0]]
-    vgg, order = transfer.extractor.model, transfer.extractor.layers
+    extractor = step.objective.extractor
+    vgg, order = extractor.model, extractor.layers
     # The course's model: [0, 1] images straight in, style layers first, content layer last.
     outputs = lambda image: [vgg(image)[order.index(name)] for name in layers]
     a_C, a_S = outputs(content), outputs(style)
@@ -133,4 +125,4 @@ def test_coursera_preset_takes_the_notebooks_steps(content_array, style_array):
     assert_within_rounding(ours, course, terms=len(layers) + 3, computations=2)
     # Adam's arithmetic may be grouped otherwise too, and the steps carry that on.
     path = vgg19_step_path(*layers, pixels=48 * 48)
-    assert_chain_close(transfer.result(), generated.numpy(), path * 3)
+    assert_chain_close(step.image.numpy(), generated.numpy(), path * 3)

@@ -7,7 +7,7 @@
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # The API is imported on first use, so that `python -m tfstyle.run` can set TensorFlow up
 # (quietly) before anything imports it.

@@ -9,12 +9,15 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from tfstyle import features, images, monitor
+from tfstyle import checkpoints, features, images, monitor, schedule
 from tfstyle.checkpoints import Checkpoints
 from tfstyle.config import Config, make_config
 from tfstyle.errors import UserError
+from tfstyle.features import FeatureExtractor
 from tfstyle.images import ImageLike
-from tfstyle.transfer import Result, StepCallback, StyleTransfer, optimize
+from tfstyle.loop import Result, StageRun, StepCallback, optimize
+from tfstyle.objective import Objective
+from tfstyle.optimizers import make_optimizer, optimizer_memory_bytes
 
 
 # A batch shares one size, so every content image is resized to the first one's: refused when
@@ -24,21 +27,32 @@ from tfstyle.transfer import Result, StepCallback, StyleTransfer, optimize
 ASPECT_TOLERANCE = 0.05
 
 
-def prepare_images(config: Config, content: Sequence[ImageLike], style: ImageLike
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Content batch [B, H, W, 3] at the configured size and the style image [1, h, w, 3]
-    with as many pixels (the same square in --image_size mode), all RGB in [0, 1].
-    Refuses sizes this machine's memory cannot hold before allocating anything large."""
+def load_inputs(config: Config, content: Sequence[ImageLike], style: ImageLike
+                ) -> tuple[list[Image.Image], Image.Image]:
+    """The content images and the style image, loaded and checked, at their own sizes."""
     content_images = [images.load_image(item) for item in content]
     if not config.image_size:  # the course squashes every image to a square anyway
         check_aspect_ratios(content, content_images)
-    size = images.fit_size(content_images[0].size, config.max_size, config.image_size)
-    style_image = images.load_image(style)
-    style_size = (images.fit_size(style_image.size, square=config.image_size)
-                  if config.image_size else images.match_area(style_image.size, size))
-    check_memory(config, size, len(content_images))
+    return content_images, images.load_image(style)
+
+
+def arrays_at(config: Config, content_images: Sequence[Image.Image], style_image: Image.Image,
+              size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The content batch [B, H, W, 3] at `size` (width, height) and the style image
+    [1, h, w, 3] with as many pixels (the same square in --image_size mode), RGB in [0, 1]."""
+    style_size = (size if config.image_size else images.match_area(style_image.size, size))
     batch = np.stack([images.to_array(image, size) for image in content_images])
     return batch, images.to_array(style_image, style_size)[None]
+
+
+def prepare_images(config: Config, content: Sequence[ImageLike], style: ImageLike
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Content batch and style image (see arrays_at) at the configured size. Refuses sizes this
+    machine's memory cannot hold before allocating anything large."""
+    content_images, style_image = load_inputs(config, content, style)
+    size = images.fit_size(content_images[0].size, config.max_size, config.image_size)
+    check_memory(config, size, len(content_images))
+    return arrays_at(config, content_images, style_image, size)
 
 
 def check_aspect_ratios(sources: Sequence[ImageLike], loaded: Sequence[Image.Image]) -> None:
@@ -57,17 +71,49 @@ def check_aspect_ratios(sources: Sequence[ImageLike], loaded: Sequence[Image.Ima
                             f"{ASPECT_TOLERANCE:.0%}; stylise it in a separate run.")
 
 
+def memory_needed(config: Config, size: tuple[int, int], batch: int) -> int:
+    """Bytes one step at `size` (width, height) needs, with the optimiser's state."""
+    width, height = size
+    return (features.step_memory_bytes(height, width, (config.content_layer, *config.layer_names),
+                                       batch)
+            + optimizer_memory_bytes(config, width * height * batch))
+
+
+def largest_fitting_side(config: Config, size: tuple[int, int], batch: int, available: int) -> int:
+    """The longest side at which an image of `size`'s shape fits in `available` bytes."""
+    low, high = 0, max(size)
+    while low < high:  # memory grows with the side
+        side = (low + high + 1) // 2
+        if memory_needed(config, images.fit_size(size, side), batch) <= available:
+            low = side
+        else:
+            high = side - 1
+    return low
+
+
 def check_memory(config: Config, size: tuple[int, int], batch: int) -> None:
     width, height = size
-    needed = features.step_memory_bytes(height, width, (config.content_layer, *config.layer_names),
-                                        batch)
+    needed = memory_needed(config, size, batch)
     available = features.available_memory_bytes()
     if needed > available:
         what = (f"A {width}x{height} image" if batch == 1
                 else f"A batch of {batch} {width}x{height} images")
-        raise UserError(f"{what} needs about {needed / 2**30:.1f} GiB for one step, more than the "
-                        f"{available / 2**30:.1f} GiB this machine has free; use a smaller "
-                        "--max_size or --image_size.")
+        side = largest_fitting_side(config, size, batch, available)
+        flag = "--image_size" if config.image_size else "--max_size"
+        fits = (f"the largest that fits is {flag}={side}" if side >= images.MIN_SIDE
+                else "nothing fits")
+        raise UserError(f"{what} needs about {needed / 2**30:.1f} GiB for one step with "
+                        f"--optimizer={config.optimizer}, more than the "
+                        f"{available / 2**30:.1f} GiB this machine has free; {fits}.")
+
+
+def stage_run(config: Config, extractor: FeatureExtractor, content: np.ndarray,
+              style: np.ndarray, start: np.ndarray) -> StageRun:
+    """One scale's objective, image variable (from `start`), optimiser and average."""
+    image = tf.Variable(start, name="image")
+    optimizer = make_optimizer(config, Objective(config, extractor, content, style), image)
+    average = schedule.Average(image, config.average_decay) if config.average_decay else None
+    return StageRun(optimizer, average)
 
 
 def resolve_config(config: Optional[Config] = None, **overrides: Any) -> Config:
@@ -109,17 +155,32 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
                for item, path in zip(content, outputs)]
     if config.logdir:
         monitor.prepare_logdir(config.logdir)
-    content_batch, style_batch = prepare_images(config, content, style)
+    content_images, style_image = load_inputs(config, content, style)
+    stages = schedule.plan(config, content_images[0].size, style_image.size)
+    check_memory(config, stages[-1].size, len(content_images))
     if config.resume or config.checkpoint_every:
         # A resumed run must end exactly where the uninterrupted one would have.
         tf.config.experimental.enable_op_determinism()
-    transfer = StyleTransfer(config, content_batch, style_batch)
-    saver = Checkpoints(config, transfer.image, transfer.optimizer) if config.output else None
-    start_step = saver.restore() if config.resume else 0
-    batch, height, width = content_batch.shape[:3]
-    logging.info("Stylising %s of %dx%d pixels, steps %d to %d (preset %s, %s).",
-                 "1 image" if batch == 1 else f"{batch} images", width, height, start_step + 1,
-                 config.steps, config.preset, config.precision)
+    start_step = checkpoints.latest_step(config.output) if config.resume else 0
+    extractor = FeatureExtractor((config.content_layer, *config.layer_names), config.weights,
+                                 config.preprocess, config.precision)
+
+    def begin(stage: schedule.Stage, picture: Optional[np.ndarray]) -> StageRun:
+        content_batch, style_batch = arrays_at(config, content_images, style_image, stage.size)
+        start = (schedule.initial_image(config.init, content_batch, config.seed)
+                 if picture is None else schedule.upsample(picture, stage.size))
+        run = stage_run(config, extractor, content_batch, style_batch, start)
+        saver = Checkpoints(config, run.state()) if config.output else None
+        if saver and config.resume and picture is None:
+            saver.restore()
+        width, height = stage.size
+        logging.info("Scale %d of %d: %s of %dx%d pixels, steps %d to %d (preset %s, %s, %s).",
+                     stage.scale, len(stages), "1 image" if len(content_images) == 1
+                     else f"{len(content_images)} images", width, height,
+                     max(stage.first_step, start_step) + 1, stage.last_step, config.preset,
+                     config.optimizer, config.precision)
+        run.checkpoint = saver.save if saver else None
+        return run
 
     def save(batch_images: np.ndarray, step: int) -> None:
         for image, path, record in zip(batch_images, outputs, records):
@@ -129,10 +190,12 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
                 raise UserError(f"Could not write '{path}' ({error.strerror or error}); the last "
                                 "checkpoint, if any, is still valid.") from None
 
-    watcher = monitor.RunMonitor(config, transfer, content_batch, style_batch)
+    content_batch, style_batch = arrays_at(config, content_images, style_image, stages[-1].size)
+    watcher = monitor.RunMonitor(config, stages, extractor.weights_description, content_batch,
+                                 style_batch)
     try:
-        result = optimize(transfer, config.steps, save, config.save_every, [watcher, *callbacks],
-                          start_step, saver.save if saver else None, config.checkpoint_every)
+        result = optimize(stages, begin, save, config.save_every, [watcher, *callbacks],
+                          start_step, config.checkpoint_every, config.precision)
     except BaseException:
         watcher.close()
         raise

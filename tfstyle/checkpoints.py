@@ -1,8 +1,11 @@
 """Checkpoints of a run in progress, so an hour-long run survives Ctrl-C, SIGTERM and crashes.
 
-A checkpoint holds the image variable, Adam's state (moments and iteration count) and the step
-number; the initial noise needs no RNG state because it is drawn once from --seed. Resuming
-continues bit for bit where the run stopped (with TF op determinism on, see transfer.py).
+A checkpoint holds the image variable, the optimiser's state (Adam's moments and iteration
+count; L-BFGS has none it can share), the image's average if any, and the step number, which
+also says which scale the image is at; the initial noise needs no RNG state because it is
+drawn once from --seed. Resuming continues bit for bit where the run stopped (with TF op
+determinism on, see api.py; for L-BFGS, from a --checkpoint_every checkpoint, see
+optimizers.py).
 """
 from __future__ import annotations
 
@@ -14,13 +17,9 @@ from typing import Any
 
 import tensorflow as tf
 
-from tfstyle.config import Config
+from tfstyle.config import Config, absent_settings, objective_settings
 from tfstyle.errors import UserError
 
-# Settings that define the objective or the starting point: a resumed run must share them.
-OBJECTIVE_SETTINGS = ("content", "style", "max_size", "image_size", "weights", "preprocess",
-                      "content_layer", "style_layers", "alpha", "beta", "init", "seed",
-                      "learning_rate", "beta_1", "beta_2", "epsilon", "precision")
 SETTINGS_FILE = "settings.json"
 
 
@@ -29,15 +28,29 @@ def checkpoint_directory(output: str | os.PathLike) -> Path:
     return Path(f"{output}.checkpoints")
 
 
-class Checkpoints:
-    """Saves and restores the state of `image` and `optimizer` in checkpoint_directory(output),
-    keeping the last `keep` checkpoints."""
+def latest_step(output: str | os.PathLike) -> int:
+    """The step of the latest checkpoint beside `output` (it tells the scale to set up before
+    restoring); refuses a directory with none or one tfstyle did not write."""
+    directory = checkpoint_directory(output)
+    latest = tf.train.latest_checkpoint(str(directory))
+    if latest is None:
+        raise UserError(f"Nothing to resume: no checkpoint in '{directory}'; run with "
+                        "--checkpoint_every=N first.")
+    try:
+        return int(tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (tf.errors.OpError, ValueError) as error:
+        raise UserError(f"The checkpoint '{latest}' cannot be read ({error}).") from None
 
-    def __init__(self, config: Config, image: tf.Variable, optimizer: Any, keep: int = 3) -> None:
+
+class Checkpoints:
+    """Saves and restores `state` (named trackables: the image, the optimiser's state, ...) in
+    checkpoint_directory(output), keeping the last `keep` checkpoints."""
+
+    def __init__(self, config: Config, state: dict[str, Any], keep: int = 3) -> None:
         self.config = config
         self.directory = checkpoint_directory(config.output)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.checkpoint = tf.train.Checkpoint(image=image, optimizer=optimizer, step=self.step)
+        self.checkpoint = tf.train.Checkpoint(**state, step=self.step)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory),
                                                   max_to_keep=keep)
 
@@ -70,7 +83,7 @@ class Checkpoints:
 
     def _objective(self) -> dict[str, Any]:
         settings = self.config.to_dict()
-        return {name: settings[name] for name in OBJECTIVE_SETTINGS}
+        return {name: settings[name] for name in objective_settings()}
 
     def _write_settings(self) -> None:
         fd, temp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
@@ -85,7 +98,8 @@ class Checkpoints:
             raise UserError(f"'{self.directory}' has no readable {SETTINGS_FILE}; it was not "
                             "written by tfstyle.") from None
         current = self._objective()
-        # A setting added after the checkpoint was written had its default then.
-        saved = {**Config().to_dict(), **saved}
-        return [f"--{name} (was {saved[name]!r}, now {current[name]!r})"
-                for name in OBJECTIVE_SETTINGS if saved[name] != current[name]]
+        # A setting added after the checkpoint was written had its old behaviour then.
+        absent = Config(**absent_settings()).to_dict()
+        saved = {**{name: absent[name] for name in absent_settings()}, **saved}
+        return [f"--{name} (was {saved.get(name)!r}, now {current[name]!r})"
+                for name in objective_settings() if saved.get(name) != current[name]]

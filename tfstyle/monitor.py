@@ -21,9 +21,10 @@ from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api
 
 from tfstyle import images
-from tfstyle.config import Config, format_layer_weights, make_config
+from tfstyle.config import Config, absent_settings, hparam_settings, make_config
 from tfstyle.errors import UserError
-from tfstyle.transfer import Result, StyleTransfer
+from tfstyle.loop import Iterate, Result
+from tfstyle.schedule import Stage
 
 RECORD_KEY = "tfstyle"  # PNG text chunk holding the run record (JSON)
 IMAGES_PER_RUN = 5  # generated images in TensorBoard when --image_every is 0
@@ -77,6 +78,8 @@ def recorded_settings(path: str) -> dict[str, Any]:
     if unknown:
         raise UserError(f"'{path}' was written by tfstyle {record.get('version', '?')} with "
                         f"setting(s) {', '.join(unknown)} that this version does not know.")
+    # A setting added since the record was written did then what its absent value does now.
+    settings = {**absent_settings(), **settings}
     try:
         Config(**settings)  # values of the wrong type would otherwise surface as a traceback
     except (TypeError, ValueError):
@@ -85,7 +88,7 @@ def recorded_settings(path: str) -> dict[str, Any]:
 
 
 def read_run_record(path: str) -> Config:
-    """The Config that made the PNG at `path` (missing settings take the preset's values)."""
+    """The Config that made the PNG at `path`."""
     settings = recorded_settings(path)
     return make_config(settings.pop("preset", "default"), **settings)
 
@@ -99,6 +102,8 @@ def flag_lines(config: Config) -> list[str]:
             lines.append(f"--{'' if value else 'no'}{name}")
         elif name == "style_layers":
             lines.append("--style_layers=" + ",".join(f"{layer}={weight!r}" for layer, weight in value))
+        elif name == "scale_steps":
+            lines.append("--scale_steps=" + ",".join(str(steps) for steps in value))
         else:
             lines.append(f"--{name}={value}")
     return lines
@@ -136,60 +141,58 @@ def tag_of(cost: str) -> str:
     return cost if "/" in cost else f"cost/{cost}"
 
 
-def hparams_of(config: Config, transfer: StyleTransfer) -> dict[str, Any]:
-    weights_source = transfer.extractor.weights_description.removeprefix("VGG19 weights: ")
-    height, width = transfer.image.shape[1:3]
-    return dict(preset=config.preset, alpha=config.alpha, beta=config.beta,
-                learning_rate=config.learning_rate, steps=config.steps,
-                content_layer=config.content_layer,
-                style_layers=format_layer_weights(config.style_layers),
-                size=f"{width}x{height}", init=config.init, preprocess=config.preprocess,
-                weights=config.weights, weights_source=weights_source, seed=config.seed,
-                precision=config.precision, batch=int(transfer.image.shape[0]))
+def hparams_of(config: Config, weights_description: str, size: tuple[int, int],
+               batch: int) -> dict[str, Any]:
+    settings = config.to_dict()
+    values = {name: settings[name] for name in hparam_settings()}
+    values.update(size=f"{size[0]}x{size[1]}", batch=batch,
+                  weights_source=weights_description.removeprefix("VGG19 weights: "))
+    return values
 
 
 class TensorBoardLog:
     """One run's costs, images, settings and hparams in a new sub-directory of config.logdir."""
 
-    def __init__(self, config: Config, transfer: StyleTransfer, content: np.ndarray,
-                 style: np.ndarray) -> None:
-        self.transfer = transfer
+    def __init__(self, config: Config, stages: list[Stage], weights_description: str,
+                 content: np.ndarray, style: np.ndarray) -> None:
         self.log_every = config.log_every
-        self.image_every = config.image_every or max(1, config.steps // IMAGES_PER_RUN)
+        self.image_every = config.image_every or max(1, stages[-1].last_step // IMAGES_PER_RUN)
         self.directory = claim_run_directory(config.logdir, config.run_name)
         # Events are queued in memory and reach the disk every few seconds, at image steps and
         # at the end, rather than with a flush (and fsync) per step.
         self.writer = tf.summary.create_file_writer(self.directory, max_queue=1000,
                                                     flush_millis=5000)
         self.last_scalar_step = self.last_image_step = 0
+        self.last: Optional[Iterate] = None
         self._write_scalars: Optional[Any] = None
         with self.writer.as_default(step=0):
             text = "\n".join(f"    {line}" for line in flag_lines(config))
             tf.summary.text("config", f"tfstyle {version()}; re-run with `python -m tfstyle.run "
                                       f"--flagfile=FILE`, FILE holding:\n\n{text}")
-            hparams_api.hparams(hparams_of(config, transfer),
+            hparams_api.hparams(hparams_of(config, weights_description, stages[-1].size,
+                                           len(content)),
                                 trial_id=os.path.basename(self.directory))
             tf.summary.image("input/content", content, max_outputs=len(content))
             tf.summary.image("input/style", style)
         self.writer.flush()
 
-    def __call__(self, step: int, costs: dict[str, float]) -> None:
-        if step % self.log_every == 0:
-            self.scalars(step, costs)
-        if step % self.image_every == 0:
-            self.image(step)
+    def __call__(self, iterate: Iterate) -> None:
+        self.last = iterate
+        if iterate.step % self.log_every == 0:
+            self.scalars(iterate)
+        if iterate.step % self.image_every == 0:
+            self.image(iterate.step, iterate.image())
 
-    def scalars(self, step: int, costs: dict[str, float]) -> None:
+    def scalars(self, iterate: Iterate) -> None:
+        extra = {} if iterate.learning_rate is None else {
+            "optimizer/learning_rate": iterate.learning_rate}
         if self._write_scalars is None:
-            self._write_scalars = self._scalar_writer([tag_of(name) for name in costs])
-        # Keras evaluates a learning-rate schedule, if any, in this property.
-        values = [*costs.values(), float(self.transfer.optimizer.learning_rate)]
-        self._write_scalars(tf.constant(step, tf.int64), tf.constant(values, tf.float32))
-        self.last_scalar_step = step
+            self._write_scalars = self._scalar_writer([*map(tag_of, iterate.costs), *extra])
+        values = [*iterate.costs.values(), *extra.values()]
+        self._write_scalars(tf.constant(iterate.step, tf.int64), tf.constant(values, tf.float32))
+        self.last_scalar_step = iterate.step
 
     def _scalar_writer(self, tags: list[str]) -> Any:
-        tags = [*tags, "optimizer/learning_rate"]
-
         # One graph call per step instead of one eager op per tag: about 0.5 ms, not 4 ms.
         @tf.function(autograph=False)
         def write(step: tf.Tensor, values: tf.Tensor) -> None:
@@ -198,8 +201,7 @@ class TensorBoardLog:
                     tf.summary.scalar(tag, values[index])
         return write
 
-    def image(self, step: int) -> None:
-        generated = self.transfer.result()
+    def image(self, step: int, generated: np.ndarray) -> None:
         with self.writer.as_default(step=step):
             tf.summary.image("generated", generated, max_outputs=len(generated))
         self.writer.flush()
@@ -207,10 +209,10 @@ class TensorBoardLog:
 
     def finish(self, result: Result) -> None:
         """The final step's costs and image (if not logged yet), then everything to disk."""
-        if result.steps and self.last_scalar_step != result.steps:
-            self.scalars(result.steps, result.history[-1])
+        if self.last and self.last_scalar_step != self.last.step:
+            self.scalars(self.last)
         if result.steps and self.last_image_step != result.steps:
-            self.image(result.steps)
+            self.image(result.steps, result.image)
         self.close()
 
     def close(self) -> None:
@@ -228,40 +230,64 @@ def _duration(seconds: float) -> str:
 
 class Progress:
     """Keras' progress bar on a terminal or in a notebook; on anything else (CI logs, pipes) a
-    plain line every tenth of the run, since the bar's carriage returns would garble them."""
+    plain line every tenth of the run, since the bar's carriage returns would garble them. A
+    line names each scale as it starts. The ETA weighs the steps left by their pixels: a step
+    at twice the size takes four times as long."""
 
-    def __init__(self, steps: int, interactive: Optional[bool] = None) -> None:
+    def __init__(self, stages: list[Stage], interactive: Optional[bool] = None) -> None:
         if interactive is None:
             interactive = sys.stdout.isatty() or "ipykernel" in sys.modules
-        self.steps = steps
-        self.every = max(1, steps // PROGRESS_LINES)
-        self.bar = (keras.utils.Progbar(steps, stateful_metrics=(*SHOWN_COSTS, "steps/s"))
+        self.stages = stages
+        self.steps = stages[-1].last_step
+        self.every = max(1, self.steps // PROGRESS_LINES)
+        self.bar = (keras.utils.Progbar(self.steps, stateful_metrics=(*SHOWN_COSTS, "steps/s"))
                     if interactive else None)
-        self.first_step: Optional[tuple[int, float]] = None  # (its number, when it ended)
+        self.first: Optional[tuple[int, float]] = None  # (step, when it ended) first of this call
+        self.scale_start: Optional[tuple[int, float]] = None  # the same for the current scale
+        self.scale = 0
         self.last_step = 0
 
-    def steps_per_second(self, step: int) -> Optional[float]:
-        # Timed from the end of the first step of this call, which includes the XLA compilation
-        # (counting it would skew rate and ETA) and is not step 1 when resuming.
-        now = time.perf_counter()
-        if self.first_step is None:
-            self.first_step = (step, now)
-        first, start = self.first_step
-        if step <= first or now <= start:
-            return None
-        return (step - first) / (now - start)
+    def work(self, first: int, last: int) -> float:
+        """Pixels × steps of steps first+1 .. last."""
+        return sum(max(0, min(last, stage.last_step) - max(first, stage.first_step))
+                   * stage.size[0] * stage.size[1] for stage in self.stages)
 
-    def __call__(self, step: int, costs: dict[str, float]) -> None:
-        self.last_step = step
-        rate = self.steps_per_second(step)
-        shown = [(name, costs[name]) for name in SHOWN_COSTS if name in costs]
+    def rates(self, step: int) -> tuple[Optional[float], Optional[float]]:
+        """(steps per second at this scale, seconds left). Timed from the end of the first step of
+        this call or scale, which includes the XLA compilation (counting it would skew both)."""
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = (step, now)
+        first, start = self.first
+        scale_first, scale_start = self.scale_start
+        speed = (step - scale_first) / (now - scale_start) if step > scale_first else None
+        if step <= first or now <= start:
+            return speed, None
+        return speed, self.work(step, self.steps) * (now - start) / self.work(first, step)
+
+    def __call__(self, iterate: Iterate) -> None:
+        if iterate.scale != self.scale:
+            self.scale = iterate.scale
+            self.scale_start = (iterate.step, time.perf_counter())
+            if iterate.scales > 1:
+                self.announce(iterate)
+        self.last_step = iterate.step
+        speed, left = self.rates(iterate.step)
+        shown = [(name, iterate.costs[name]) for name in SHOWN_COSTS if name in iterate.costs]
         if self.bar is not None:
-            self.bar.update(step, shown + ([("steps/s", rate)] if rate else []))
-        elif step % self.every == 0 or step == self.steps:
-            eta = f", ETA {_duration((self.steps - step) / rate)}" if rate else ""
-            speed = f", {rate:.2f} steps/s" if rate else ""
+            self.bar.update(iterate.step, shown + ([("steps/s", speed)] if speed else []))
+        elif iterate.step % self.every == 0 or iterate.step == self.steps:
+            eta = f", ETA {_duration(left)}" if left is not None else ""
+            rate = f", {speed:.2f} steps/s" if speed else ""
             values = ", ".join(f"{name} {value:.4g}" for name, value in shown)
-            print(f"step {step}/{self.steps}{speed}{eta}: {values}", flush=True)
+            print(f"step {iterate.step}/{self.steps}{rate}{eta}: {values}", flush=True)
+
+    def announce(self, iterate: Iterate) -> None:
+        stage = self.stages[iterate.scale - 1]
+        if self.bar is not None and 0 < self.last_step:
+            print(flush=True)  # leave the bar's line
+        print(f"scale {iterate.scale}/{iterate.scales}: {stage.size[0]}x{stage.size[1]} pixels, "
+              f"steps {iterate.step}-{stage.last_step}", flush=True)
 
     def close(self) -> None:
         if self.bar is not None and 0 < self.last_step < self.steps:
@@ -271,10 +297,10 @@ class Progress:
 class RunMonitor:
     """The step callback that feeds the progress bar and TensorBoard (either may be off)."""
 
-    def __init__(self, config: Config, transfer: StyleTransfer, content: np.ndarray,
-                 style: np.ndarray) -> None:
-        self.progress = None if config.quiet else Progress(config.steps)
-        self.tensorboard = (TensorBoardLog(config, transfer, content, style)
+    def __init__(self, config: Config, stages: list[Stage], weights_description: str,
+                 content: np.ndarray, style: np.ndarray) -> None:
+        self.progress = None if config.quiet else Progress(stages)
+        self.tensorboard = (TensorBoardLog(config, stages, weights_description, content, style)
                             if config.logdir else None)
         if self.tensorboard:
             logging.info("TensorBoard logs: %s", self.tensorboard.directory)
@@ -283,11 +309,11 @@ class RunMonitor:
     def log_dir(self) -> str:
         return self.tensorboard.directory if self.tensorboard else ""
 
-    def __call__(self, step: int, costs: dict[str, float]) -> None:
+    def __call__(self, iterate: Iterate) -> None:
         if self.tensorboard:
-            self.tensorboard(step, costs)
+            self.tensorboard(iterate)
         if self.progress:
-            self.progress(step, costs)
+            self.progress(iterate)
 
     def finish(self, result: Result) -> None:
         if self.progress:

@@ -38,7 +38,7 @@ def _import_tensorflow_quietly() -> None:
 _import_tensorflow_quietly()
 
 from tfstyle import api, monitor  # noqa: E402  (after the quiet import)
-from tfstyle.config import PRESETS, Config, format_layer_weights, make_config  # noqa: E402
+from tfstyle.config import PRESETS, Config, make_config  # noqa: E402
 from tfstyle.errors import UserError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -46,15 +46,16 @@ FLAGS = flags.FLAGS
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     defaults = Config()
+    texts = defaults.to_dict()  # list-valued settings in their text form
     for field in dataclasses.fields(Config):
         default = getattr(defaults, field.name)
         help_text = field.metadata["help"]
         if field.name == "preset":
             coursera = ", ".join(f"{k}={v}" for k, v in PRESETS["coursera"].items()
-                                 if k != "style_layers")
+                                 if not isinstance(v, tuple))
             help_text += f" The coursera preset sets {coursera}."
-        if field.name == "style_layers":
-            flags.DEFINE_string(field.name, format_layer_weights(default), help_text,
+        if isinstance(default, tuple):
+            flags.DEFINE_string(field.name, texts[field.name], help_text,
                                 flag_values=flag_values)
         elif isinstance(default, bool):
             flags.DEFINE_boolean(field.name, default, help_text, flag_values=flag_values)
@@ -113,7 +114,8 @@ def main(argv: Sequence[str]) -> int:
                  f"; TensorBoard logs in {result.log_dir}" if result.log_dir else "")
     if not result.interrupted:
         return 0
-    print(f"tfstyle: stopped by {result.stopped_by} after step {result.steps} of {config.steps}; "
+    print(f"tfstyle: stopped by {result.stopped_by} after step {result.steps} of "
+          f"{config.total_steps}; "
           f"wrote {', '.join(result.outputs)} and a checkpoint. To continue, run the same command "
           "with --resume.", file=sys.stderr)
     return 128 + int(getattr(signal, result.stopped_by, signal.SIGINT))

@@ -1,0 +1,175 @@
+"""The loop over the stages and their steps: callbacks, saving, checkpoints, Ctrl-C and SIGTERM,
+and the NaN guard, the same for every optimiser."""
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+from absl import logging
+
+from tfstyle.errors import UserError
+from tfstyle.objective import first_bad_cost
+from tfstyle.optimizers import NonFiniteCosts, Optimizer
+from tfstyle.schedule import Average, Size, Stage, stage_of
+
+
+@dataclasses.dataclass(frozen=True)
+class Iterate:
+    """What a step callback receives after each step: a record of the step, not the engine."""
+    step: int  # from 1, counted over all scales
+    steps: int  # the run's last step
+    scale: int  # from 1
+    scales: int
+    size: Size  # (width, height) of the image at this scale
+    costs: dict[str, float]  # the step's costs: "total", each term, each term's parts
+    learning_rate: Optional[float]  # None for L-BFGS
+    image: Callable[[], np.ndarray]  # the picture that would be written now, [batch, H, W, 3]
+
+
+StepCallback = Callable[[Iterate], None]
+
+
+@dataclasses.dataclass
+class StageRun:
+    """What one stage runs with: its optimiser (holding the image), the average of the image
+    if any, and how to write a checkpoint of this state."""
+    optimizer: Optimizer
+    average: Optional[Average] = None
+    checkpoint: Optional[Callable[[int], None]] = None
+
+    def picture(self) -> np.ndarray:
+        """The image to write: the average when there is one."""
+        return self.average.value() if self.average else self.optimizer.image.numpy()
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint of this stage holds (with the step)."""
+        return {"image": self.optimizer.image, **self.optimizer.trackables(),
+                **(self.average.trackables() if self.average else {})}
+
+
+# begin(stage, image) sets a stage up, from the previous stage's picture (None for the first
+# stage run, which starts from the initial image or a checkpoint).
+BeginStage = Callable[[Stage, Optional[np.ndarray]], StageRun]
+
+
+@dataclasses.dataclass
+class Result:
+    image: np.ndarray  # [batch, H, W, 3] in [0, 1]
+    history: list[dict[str, float]]  # costs returned by each step of this call
+    steps: int  # the step the image belongs to (fewer than asked if stopped early)
+    seconds: float
+    interrupted: bool = False
+    stopped_by: str = ""  # "SIGINT", "SIGTERM" or "" when the run was not interrupted
+    log_dir: str = ""  # this run's TensorBoard directory, when config.logdir is set
+    outputs: list[str] = dataclasses.field(default_factory=list)  # files written, one per image
+
+
+class NonFiniteCost(UserError):
+    """A cost became NaN or infinite; the image of the step before is kept."""
+
+    def __init__(self, step: int, cost: str, value: float, precision: str = "float32") -> None:
+        advice = ("Activations in float16 overflow above 65504, so --precision=mixed_bfloat16 "
+                  "or float32 may help" if precision == "mixed_float16" else
+                  "A lower --learning_rate or other weights may help")
+        super().__init__(f"The cost '{cost}' became {value} at step {step}; stopped and kept the "
+                         f"image of step {step - 1}. {advice}.")
+        self.step = step
+
+
+class StopRequests:
+    """Turns SIGINT and SIGTERM into a request to stop after the current step, so the step
+    finishes and the latest image (and checkpoint) can be written. Only in the main thread,
+    where Python allows signal handlers; elsewhere Ctrl-C stays a KeyboardInterrupt."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signal_name = ""
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                self._previous[number] = signal.signal(number, self._request)
+        return self
+
+    def _request(self, number: int, frame: Any) -> None:
+        if self.signal_name:  # a second Ctrl-C means now
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(number).name
+        logging.warning("%s received: stopping after this step.", self.signal_name)
+
+    def __exit__(self, *exc: Any) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+
+def optimize(stages: Sequence[Stage], begin: BeginStage, save: Callable[[np.ndarray, int], None],
+             save_every: int = 0, callbacks: Sequence[StepCallback] = (), start_step: int = 0,
+             checkpoint_every: int = 0, precision: str = "float32") -> Result:
+    """Run the stages' steps after `start_step`. `save(image, step)` every `save_every` steps and
+    always at the end, also when SIGINT/SIGTERM/Ctrl-C stops the run early; the stage's
+    checkpoint every `checkpoint_every` steps and when stopped early. Raises NonFiniteCost
+    (after saving the last good image) when a cost goes bad."""
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    last = stages[-1].last_step
+    done = start_step
+    stop = StopRequests()
+    interrupted = False
+    run: Optional[StageRun] = None
+
+    def after_step(stage: Stage, step: int, costs: dict[str, float]) -> bool:
+        nonlocal done
+        done = step
+        history.append(costs)
+        if run.average:
+            run.average.update()
+        # Written before the callbacks run, so a preview callback shows this step's file.
+        if save_every and step % save_every == 0 and step < last and not stop.signal_name:
+            save(run.picture(), step)
+        iterate = Iterate(step, last, stage.scale, len(stages), stage.size, costs,
+                          run.optimizer.learning_rate, run.picture)
+        for callback in callbacks:
+            callback(iterate)
+        if stop.signal_name:
+            return True
+        if run.checkpoint and checkpoint_every and step % checkpoint_every == 0:
+            run.checkpoint(step)
+        return False
+
+    try:
+        with stop:
+            picture: Optional[np.ndarray] = None
+            # A resumed run starts with the stage its checkpoint's step belongs to.
+            holding = stages.index(stage_of(stages, start_step))
+            for stage in stages[holding:]:
+                run = begin(stage, picture)
+                first = max(start_step, stage.first_step)
+                try:
+                    run.optimizer.run(first, stage.last_step,
+                                      lambda step, costs, stage=stage: after_step(stage, step,
+                                                                                  costs))
+                except NonFiniteCosts as error:
+                    save(run.picture(), done)
+                    bad = first_bad_cost(error.costs)
+                    raise NonFiniteCost(done + 1, bad, error.costs[bad], precision) from None
+                if stop.signal_name:
+                    break
+                picture = run.picture()
+    except KeyboardInterrupt:
+        interrupted = True
+        logging.warning("Interrupted after step %d; writing the latest image.", done)
+    interrupted = interrupted or bool(stop.signal_name)
+    if run is None:  # interrupted before the first stage was set up: nothing to write
+        raise KeyboardInterrupt
+    image = run.picture()
+    save(image, done)
+    if run.checkpoint and (interrupted or (checkpoint_every and done % checkpoint_every)):
+        run.checkpoint(done)
+    return Result(image, history, done, time.perf_counter() - start, interrupted,
+                  stop.signal_name or ("SIGINT" if interrupted else ""))
