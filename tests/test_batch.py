@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 import tfstyle
@@ -14,7 +15,7 @@ from tfstyle import images, monitor
 from tfstyle.api import run_config
 from tfstyle.config import make_config
 from tfstyle.errors import UserError
-from tolerances import assert_chain_close, vgg19_path, vgg19_step_path
+from tolerances import assert_chain_close, smooth_adam_epsilon, vgg19_path, vgg19_step_path
 
 LAYERS = "block1_conv1=0.5,block2_conv1=0.5"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -57,16 +58,25 @@ def test_each_image_of_a_batch_ends_as_if_run_alone(content_array, style_array):
     config = make_config(**settings(steps=5))
     path = vgg19_path(config.content_layer, *config.layer_names)
     step_path = vgg19_step_path(config.content_layer, *config.layer_names, pixels=48 * 64)
-    batched = make_stage(config, contents, style)
-    batch_costs = batched.optimizer.objective.image_costs(batched.optimizer.image)
-    batched_run = run_steps(batched, 5)
+    batched = make_stage(config, contents, style).optimizer
+    start = tf.convert_to_tensor(batched.image)
+    batch_costs = batched.objective.image_costs(start)
+    _, batch_gradient = batched.objective.value_and_gradient(start)
     for index in range(2):
-        alone = make_stage(config, contents[index:index + 1], style)
-        alone_costs = alone.optimizer.objective.image_costs(alone.optimizer.image)
+        alone = make_stage(config, contents[index:index + 1], style).optimizer
+        alone_start = tf.convert_to_tensor(alone.image)
+        np.testing.assert_array_equal(alone_start[0], start[index])
         # A batch may be convolved with other blockings than one image, so other roundings.
-        for name, value in alone_costs.items():
+        for name, value in alone.objective.image_costs(alone_start).items():
             assert_chain_close(batch_costs[name][index], value[0], [*path, 48 * 64])
-        alone_run = run_steps(alone, 5)
+        _, gradient = alone.objective.value_and_gradient(alone_start)
+        assert_chain_close(batch_gradient[index], gradient[0], step_path)
+    # Adam's steps, each image on its own gradient (with an ε under which other roundings of
+    # the gradient cannot flip a step, see tolerances.py).
+    config = config.replace(epsilon=smooth_adam_epsilon(batch_gradient))
+    batched_run = run_steps(make_stage(config, contents, style), 5)
+    for index in range(2):
+        alone_run = run_steps(make_stage(config, contents[index:index + 1], style), 5)
         assert_chain_close(batched_run.image[index], alone_run.image[0], step_path * 5)
     # The step returns the batch's sums (compiled, against the eager costs above).
     assert_chain_close(batched_run.history[0]["total"], float(np.sum(batch_costs["total"])),

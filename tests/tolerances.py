@@ -18,6 +18,11 @@ vector width (AVX2 or AVX-512) and on TF_ENABLE_ONEDNN_OPTS. So:
   (Higham and Mary, SIAM J. Sci. Comput. 41(5), 2019). λ = 10 makes a chance failure
   impossible in practice (e^-50), and the bound is taken relative to the compared tensor's
   largest magnitude, the scale at which its small elements' errors live.
+- Adam is scale-free: its step lr·m̂/(√v̂ + ε) is about ±lr wherever |gradient| >> ε, so an
+  element whose gradient is within rounding of zero may step either way in two computations
+  of the same run, however close their gradients are. Trajectories computed with different
+  kernels are compared with ε from `smooth_adam_epsilon`, which makes the step a smooth
+  function of the gradient, so that rounding is not amplified.
 - 16-bit activations (mixed precision) are dominated by rounding each layer's inputs and
   weights to 16 bits, once per layer, not by the float32 accumulation: `storage_tolerance`.
 """
@@ -103,6 +108,17 @@ def assert_chain_close(actual: ArrayLike, expected: ArrayLike, reductions: Itera
     np.testing.assert_allclose(actual, expected, rtol=0, atol=tolerance * scale,
                                err_msg=f"chain tolerance {tolerance:.3g} of the largest "
                                        f"magnitude {scale:.3g}")
+
+
+def smooth_adam_epsilon(gradient: ArrayLike) -> float:
+    """An Adam ε under which two runs whose gradients differ by rounding stay as close as
+    `chain_tolerance` says. With ε = max|g| = G, the step u = lr·m̂/(√v̂ + ε) moves by at most
+    lr·|δm̂|/G + lr·|δ√v̂|/G·|m̂|/(√v̂ + ε) <= 2·lr·|δg|/G when the gradients differ by δg (m̂
+    and √v̂ are averages of the gradients, so they move by at most |δg|): the step's error,
+    relative to the image's scale of 1, is at most 2·lr times the gradient's, relative to G,
+    which is the chain's own size for lr <= 1/2. With a tiny ε the same δg can flip a step of
+    ±lr where g is near 0."""
+    return float(np.max(np.abs(np.asarray(gradient, np.float64))))
 
 
 def storage_tolerance(layers: int, dtype: str) -> float:
