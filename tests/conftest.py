@@ -76,10 +76,13 @@ def poison_from(stage_run, bad_call, poisoned=None):
     activation overflowing would: the costs named in `poisoned` (default: all of them)."""
     import tensorflow as tf
 
+    from tfstyle.objective import Objective
+
     objective = stage_run.optimizer.objective
 
     class Poisoned:
         calls = tf.Variable(0)
+        value_and_gradient = Objective.value_and_gradient  # through the poisoned costs()
 
         def costs(self, image):
             costs = objective.costs(image)

@@ -18,6 +18,7 @@ def batch(content_array, style_array):
 
 
 def objective_for(batch, **settings):
+    settings = {"tv_weight": 0.0, **settings}
     config = make_config(style_layers=LAYERS, content_layer="block3_conv2", scales=1, **settings)
     return make_stage(config, *batch).optimizer.objective
 

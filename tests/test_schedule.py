@@ -103,7 +103,8 @@ def test_each_scale_takes_its_own_targets_and_starts_from_the_last_one_upsampled
     content_images, style_image = api.load_inputs(config, [content], style)
     targets = api.arrays_at(config, content_images, style_image, (160, 128))
     extractor = FeatureExtractor((config.content_layer, *config.layer_names))
-    expected = Objective(config, extractor, *targets).costs(upsample(end_of_first, (160, 128)))
+    expected = Objective.of_images(config, extractor, *targets).costs(
+        upsample(end_of_first, (160, 128)))
     path = vgg19_step_path(config.content_layer, *config.layer_names, pixels=160 * 128)
     for name, value in seen[3][2].items():
         assert_chain_close(value, float(expected[name]), path)

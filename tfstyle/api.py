@@ -9,7 +9,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from tfstyle import checkpoints, features, images, monitor, schedule
+from tfstyle import checkpoints, features, images, monitor, schedule, tiles
 from tfstyle.checkpoints import Checkpoints
 from tfstyle.config import Config, make_config
 from tfstyle.errors import UserError
@@ -71,20 +71,64 @@ def check_aspect_ratios(sources: Sequence[ImageLike], loaded: Sequence[Image.Ima
                             f"{ASPECT_TOLERANCE:.0%}; stylise it in a separate run.")
 
 
-def memory_needed(config: Config, size: tuple[int, int], batch: int) -> int:
-    """Bytes one step at `size` (width, height) needs, with the optimiser's state."""
+def memory_needed(config: Config, size: tuple[int, int], batch: int, tile: int = 0) -> int:
+    """Bytes one step at `size` (width, height) needs, with the optimiser's state; in tiles of
+    `tile` pixels a side, the step of one tile and its margins, beside the whole image's
+    buffers (the image, its gradient and the content target, float32)."""
     width, height = size
-    return (features.step_memory_bytes(height, width, (config.content_layer, *config.layer_names),
-                                       batch)
-            + optimizer_memory_bytes(config, width * height * batch))
+    layers = (config.content_layer, *config.layer_names)
+    state = optimizer_memory_bytes(config, width * height * batch)
+    if not tile:
+        return features.step_memory_bytes(height, width, layers, batch) + state
+    side = tile + 2 * tiles.halo(layers)
+    return (features.step_memory_bytes(min(side, height), min(side, width), layers, batch)
+            + state + 3 * 4 * 3 * width * height * batch)
+
+
+SMALLEST_TILE = 64  # below this the margins would be most of each tile's work
+# Larger tiles save little time (at this size the margins add a third to the pixels) but raise
+# the peak, which TensorFlow's allocator then keeps for the rest of the run.
+LARGEST_TILE = 1024
+# Of the memory free before the run, what a step may plan to use: the rest is for XLA's
+# compilation, the allocator's fragmentation, the previous scale's pool and what the estimate
+# leaves out.
+USABLE_MEMORY = 0.7
+
+
+def tile_for(config: Config, size: tuple[int, int], batch: int) -> int:
+    """The tile size for a step at `size` (0: the whole image at once): --tile_size, or when it
+    is 0 the largest tile that fits in the memory this machine has free when a whole step does
+    not. Refuses a size that fits neither way, naming the largest that would."""
+    if config.tile_size:
+        return config.tile_size if max(size) > config.tile_size else 0
+    available = USABLE_MEMORY * features.available_memory_bytes()
+    if memory_needed(config, size, batch) <= available:
+        return 0
+    for tile in range(min(max(size), LARGEST_TILE) // 16 * 16, SMALLEST_TILE - 1, -16):
+        if memory_needed(config, size, batch, tile) <= available:
+            if config.precision == "mixed_float16":
+                raise UserError(f"A {size[0]}x{size[1]} step must run in tiles to fit in memory, "
+                                "and --precision=mixed_float16 cannot (its loss scaling would not "
+                                "see them); use mixed_bfloat16 or float32.")
+            return tile
+    largest = largest_fitting_side(config, size, batch, available)
+    flag = "--image_size" if config.image_size else "--max_size"
+    fits = (f"the largest that fits is {flag}={largest}" if largest >= images.MIN_SIDE
+            else "nothing fits")
+    what = (f"A {size[0]}x{size[1]} image" if batch == 1
+            else f"A batch of {batch} {size[0]}x{size[1]} images")
+    raise UserError(f"{what} needs about {memory_needed(config, size, batch, SMALLEST_TILE) / 2**30:.1f} "
+                    f"GiB for one step with --optimizer={config.optimizer}, even in tiles, more "
+                    f"than the {available / 2**30:.1f} GiB this machine can give it; {fits}.")
 
 
 def largest_fitting_side(config: Config, size: tuple[int, int], batch: int, available: int) -> int:
-    """The longest side at which an image of `size`'s shape fits in `available` bytes."""
+    """The longest side at which an image of `size`'s shape fits in `available` bytes, in the
+    smallest tiles."""
     low, high = 0, max(size)
     while low < high:  # memory grows with the side
         side = (low + high + 1) // 2
-        if memory_needed(config, images.fit_size(size, side), batch) <= available:
+        if memory_needed(config, images.fit_size(size, side), batch, SMALLEST_TILE) <= available:
             low = side
         else:
             high = side - 1
@@ -92,26 +136,18 @@ def largest_fitting_side(config: Config, size: tuple[int, int], batch: int, avai
 
 
 def check_memory(config: Config, size: tuple[int, int], batch: int) -> None:
-    width, height = size
-    needed = memory_needed(config, size, batch)
-    available = features.available_memory_bytes()
-    if needed > available:
-        what = (f"A {width}x{height} image" if batch == 1
-                else f"A batch of {batch} {width}x{height} images")
-        side = largest_fitting_side(config, size, batch, available)
-        flag = "--image_size" if config.image_size else "--max_size"
-        fits = (f"the largest that fits is {flag}={side}" if side >= images.MIN_SIDE
-                else "nothing fits")
-        raise UserError(f"{what} needs about {needed / 2**30:.1f} GiB for one step with "
-                        f"--optimizer={config.optimizer}, more than the "
-                        f"{available / 2**30:.1f} GiB this machine has free; {fits}.")
+    """Refuse a size this machine's memory cannot hold, even in tiles."""
+    tile_for(config, size, batch)
 
 
 def stage_run(config: Config, extractor: FeatureExtractor, content: np.ndarray,
-              style: np.ndarray, start: np.ndarray) -> StageRun:
-    """One scale's objective, image variable (from `start`), optimiser and average."""
+              style: np.ndarray, start: np.ndarray, tile: int = 0) -> StageRun:
+    """One scale's objective (in tiles of `tile` pixels if > 0), image variable (from
+    `start`), optimiser and average."""
     image = tf.Variable(start, name="image")
-    optimizer = make_optimizer(config, Objective(config, extractor, content, style), image)
+    objective = (tiles.TiledObjective(config, extractor, content, style, tile) if tile
+                 else Objective.of_images(config, extractor, content, style))
+    optimizer = make_optimizer(config, objective, image)
     average = schedule.Average(image, config.average_decay) if config.average_decay else None
     return StageRun(optimizer, average)
 
@@ -157,7 +193,8 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
         monitor.prepare_logdir(config.logdir)
     content_images, style_image = load_inputs(config, content, style)
     stages = schedule.plan(config, content_images[0].size, style_image.size)
-    check_memory(config, stages[-1].size, len(content_images))
+    tile_sizes = {stage.scale: tile_for(config, stage.size, len(content_images))
+                  for stage in stages}
     if config.resume or config.checkpoint_every:
         # A resumed run must end exactly where the uninterrupted one would have.
         tf.config.experimental.enable_op_determinism()
@@ -169,16 +206,19 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
         content_batch, style_batch = arrays_at(config, content_images, style_image, stage.size)
         start = (schedule.initial_image(config.init, content_batch, config.seed)
                  if picture is None else schedule.upsample(picture, stage.size))
-        run = stage_run(config, extractor, content_batch, style_batch, start)
+        run = stage_run(config, extractor, content_batch, style_batch, start,
+                        tile_sizes[stage.scale])
         saver = Checkpoints(config, run.state()) if config.output else None
         if saver and config.resume and picture is None:
             saver.restore()
         width, height = stage.size
-        logging.info("Scale %d of %d: %s of %dx%d pixels, steps %d to %d (preset %s, %s, %s).",
+        tile = tile_sizes[stage.scale]
+        logging.info("Scale %d of %d: %s of %dx%d pixels, steps %d to %d (preset %s, %s, %s%s).",
                      stage.scale, len(stages), "1 image" if len(content_images) == 1
                      else f"{len(content_images)} images", width, height,
                      max(stage.first_step, start_step) + 1, stage.last_step, config.preset,
-                     config.optimizer, config.precision)
+                     config.optimizer, config.precision,
+                     f", in tiles of {tile} pixels" if tile else "")
         run.checkpoint = saver.save if saver else None
         return run
 

@@ -100,6 +100,11 @@ class Config:
                                   "image over the steps (bias-corrected, restarted at each "
                                   "scale) with this decay, e.g. 0.9, rather than the last step.",
                                   objective=True, hparam=True, absent=0.0)
+    tile_size: int = _field(0, "Run VGG19 on tiles of this many pixels a side (plus a margin of "
+                            "context), exactly, when the image is larger: memory then grows with "
+                            "the tile, not the image, for about twice the time per step. 0: "
+                            "only at a scale whose whole step would not fit in memory.",
+                            objective=True, absent=0)
     learning_rate: float = _field(0.02, "Adam learning rate (pixels are in [0, 1]).",
                                   objective=True, hparam=True)
     beta_1: float = _field(0.9, "Adam beta_1.", objective=True)
@@ -270,11 +275,14 @@ def validate(config: Config) -> None:
         if not math.isfinite(getattr(config, name)):
             raise UserError(f"--{name} must be a finite number, got {getattr(config, name)}.")
     for name in ("image_size", "save_every", "alpha", "beta", "tv_weight", "image_every",
-                 "checkpoint_every"):
+                 "checkpoint_every", "tile_size"):
         if getattr(config, name) < 0:
             raise UserError(f"--{name} must not be negative, got {getattr(config, name)}.")
     if config.run_name in (".", "..") or "/" in config.run_name or "\\" in config.run_name:
         raise UserError(f"--run_name must be a plain directory name, got '{config.run_name}'.")
+    if config.tile_size % 16:
+        raise UserError(f"--tile_size must be a multiple of 16 (VGG19's pooling stride), got "
+                        f"{config.tile_size}.")
     if config.scales < 1:
         raise UserError(f"--scales must be at least 1, got {config.scales}.")
     if config.scales > 1 and len(config.scale_steps) not in (1, config.scales - 1):

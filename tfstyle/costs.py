@@ -29,8 +29,9 @@ def _dims(features: tf.Tensor) -> list:
             for i, size in enumerate(features.shape.as_list())]
 
 
-def _layer_size(features: tf.Tensor) -> tf.Tensor:
-    """n_H·n_W·n_C as float32: (2·n_H·n_W·n_C)² overflows int32 for ordinary VGG layers."""
+def layer_size(features: tf.Tensor) -> tf.Tensor:
+    """n_H·n_W·n_C of activations [batch, n_H, n_W, n_C], as float32: (2·n_H·n_W·n_C)² overflows
+    int32 for ordinary VGG layers."""
     _, height, width, channels = _dims(features)
     return tf.cast(height, tf.float32) * tf.cast(width, tf.float32) * tf.cast(channels, tf.float32)
 
@@ -57,7 +58,7 @@ def content_cost(content_features: TensorLike, generated_features: TensorLike) -
     content_features = tf.cast(content_features, tf.float32)
     generated_features = tf.cast(generated_features, tf.float32)
     squared = tf.reduce_sum(tf.square(content_features - generated_features), axis=[1, 2, 3])
-    return squared / (4.0 * _layer_size(generated_features))
+    return squared / (4.0 * layer_size(generated_features))
 
 
 def layer_style_cost(style_gram: TensorLike, generated_features: TensorLike) -> tf.Tensor:
@@ -67,11 +68,20 @@ def layer_style_cost(style_gram: TensorLike, generated_features: TensorLike) -> 
     is a Gram rather than activations because the style image never changes, so callers
     compute it once. G_G and n_H, n_W, n_C come from generated_features.
     """
-    style_gram = tf.cast(style_gram, tf.float32)
     generated_features = tf.cast(generated_features, tf.float32)
-    generated_gram = gram_matrix(generated_features)
+    return gram_style_cost(style_gram, gram_matrix(generated_features),
+                           layer_size(generated_features))
+
+
+def gram_style_cost(style_gram: TensorLike, generated_gram: TensorLike,
+                    layer_size: TensorLike) -> tf.Tensor:
+    """J_style^[l] = Σ (G_S − G_G)² / (2·layer_size)² from the Gram matrices -> [batch], with
+    layer_size = n_H·n_W·n_C of the generated activations (layer_style_cost, when the Gram of
+    the generated image is summed over tiles rather than taken at once)."""
+    style_gram = tf.cast(style_gram, tf.float32)
+    generated_gram = tf.cast(generated_gram, tf.float32)
     squared = tf.reduce_sum(tf.square(style_gram - generated_gram), axis=[1, 2])
-    return squared / tf.square(2.0 * _layer_size(generated_features))
+    return squared / tf.square(2.0 * tf.cast(layer_size, tf.float32))
 
 
 def weighted_style_costs(style_grams: Sequence[TensorLike],

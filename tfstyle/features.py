@@ -153,11 +153,47 @@ class FeatureExtractor:
 _BLOCKS = {1: (2, 64), 2: (2, 128), 3: (4, 256), 4: (4, 512), 5: (4, 512)}
 
 
+def layer_position(name: str) -> tuple[int, int]:
+    """'block3_conv2' -> (3, 2)."""
+    return int(name[5]), int(name.split("conv")[1])
+
+
+def layer_stride(name: str) -> int:
+    """How many input pixels one position of the layer's activations steps over: each block
+    after the first starts with a 2×2 pooling."""
+    return 2 ** (layer_position(name)[0] - 1)
+
+
+def layer_shape(name: str, height: int, width: int) -> tuple[int, int, int]:
+    """(n_H, n_W, n_C) of the layer's activations for an image of height × width ('valid'
+    pooling drops an odd last row or column each time, hence the floor)."""
+    stride = layer_stride(name)
+    return height // stride, width // stride, _BLOCKS[layer_position(name)[0]][1]
+
+
+def receptive_field(name: str) -> tuple[int, int]:
+    """(left, right): how far before and after its own position·stride the input pixels that
+    one activation of the layer depends on reach (3×3 'same' convolutions widen it by one
+    position each side, a 2×2 pooling by one position on the right)."""
+    block, conv = layer_position(name)
+    left = right = 0
+    for current in range(1, block + 1):
+        stride = 2 ** (current - 1)
+        if current > 1:
+            right += stride // 2  # the pooling before this block, in the previous stride
+        convs = conv if current == block else _BLOCKS[current][0]
+        left += convs * stride
+        right += convs * stride
+    return left, right
+
+
 def step_memory_bytes(height: int, width: int, layers: Sequence[str], batch: int = 1) -> int:
     """Rough memory one step needs: every activation up to the deepest layer, kept for the
-    backward pass, about three times over (forward output, ReLU mask, gradient), in float32,
-    plus VGG19's weights and FrozenConv2D's flipped copies of them. scripts/benchmark.py checks this against measured peaks."""
-    deepest = max((int(name[5]), int(name.split("conv")[1])) for name in layers)
+    backward pass, about four times over (forward output, ReLU mask, gradient, and the
+    temporaries of XLA's fusions), in float32, plus VGG19's weights and FrozenConv2D's flipped
+    copies of them. scripts/benchmark.py and scripts/large.py check this against measured
+    peaks."""
+    deepest = max(layer_position(name) for name in layers)
     floats = 0
     for block, (convs, channels) in _BLOCKS.items():
         scale = 2 ** (block - 1)
@@ -165,7 +201,7 @@ def step_memory_bytes(height: int, width: int, layers: Sequence[str], batch: int
             if (block, conv) > deepest:
                 break
             floats += (height // scale) * (width // scale) * channels
-    return 3 * 4 * floats * batch + 2 * 80 * 2 ** 20
+    return 4 * 4 * floats * batch + 2 * 80 * 2 ** 20
 
 
 def available_memory_bytes() -> int:

@@ -14,19 +14,23 @@ so each is a relative error, 0 at the target and 1 for a blank image, whatever t
 the layer and the size; α, β and the layer weights then keep their meaning from one pair of
 images to the next (without it, VGG19's layers differ by orders of magnitude in style cost,
 and the largest drowns the others).
+
+The costs depend on the generated image through sums over its positions (the content cost's
+squared differences, each style layer's Gram matrix) and through its pixels (total
+variation): `costs_from` takes those sums, so that tiles.py can add them up tile by tile for
+an image too large for one pass.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tfstyle.config import Config
-from tfstyle.costs import (content_cost, gram_matrix, layer_style_cost, total_variation_cost,
-                           weighted_style_costs)
-from tfstyle.features import FeatureExtractor
+from tfstyle.costs import content_cost, gram_matrix, gram_style_cost, total_variation_cost
+from tfstyle.features import FeatureExtractor, layer_shape
 
 Costs = dict[str, tf.Tensor]
 Features = dict[str, tf.Tensor]
@@ -34,72 +38,92 @@ Features = dict[str, tf.Tensor]
 
 @dataclasses.dataclass(frozen=True)
 class Term:
-    """One cost and its weight in the total. `cost(features, image)` returns the term's value
-    per image ([batch]) under `name`, and may add its parts as 'name/part' for monitoring."""
+    """One cost and its weight in the total, under `name`; its parts, if any, are reported as
+    'name/part' for monitoring."""
     name: str
     weight: float
-    cost: Callable[[Features, tf.Tensor], Costs]
 
 
 class Objective:
-    """The costs of images [batch, H, W, 3] (RGB in [0, 1]) against the targets of `content`
-    ([batch, H, W, 3], one per generated image) and `style` ([1, h, w, 3]) at this size."""
+    """The costs of images [batch, H, W, 3] (RGB in [0, 1], `size` = (W, H)) against
+    `content_target` (the content layer's activations of the content images, one per generated
+    image) and `style_grams` (one per style layer, [1, n_C, n_C])."""
 
-    def __init__(self, config: Config, extractor: FeatureExtractor, content: np.ndarray,
-                 style: np.ndarray) -> None:
+    tiled = False
+
+    def __init__(self, config: Config, extractor: FeatureExtractor, content_target: tf.Tensor,
+                 style_grams: Sequence[tf.Tensor], size: tuple[int, int]) -> None:
         self.config = config
         self.extractor = extractor
-        content_features = extractor(content)
-        self.content_target = content_features[config.content_layer]
-        style_features = extractor(style)
-        self.style_grams = [gram_matrix(style_features[name]) for name in config.layer_names]
+        self.content_target = content_target
+        self.style_grams = list(style_grams)
         self.layer_weights = [weight for _, weight in config.style_layers]
+        self.size = size
+        width, height = size
+        # n_H·n_W·n_C of each style layer for this size: what the style costs divide by.
+        self.layer_sizes = [float(np.prod(layer_shape(name, height, width)))
+                            for name in config.layer_names]
         self.content_scale: Optional[tf.Tensor] = None
         self.layer_scales: Optional[list[tf.Tensor]] = None
         if config.normalize_costs:
-            # The costs of zero activations, per content image and per style layer, at the
-            # generated image's layer sizes (which the normalisation of the formulas uses).
-            self.content_scale = 1.0 / content_cost(self.content_target,
-                                                    tf.zeros_like(self.content_target))
-            self.layer_scales = [
-                1.0 / layer_style_cost(gram, tf.zeros_like(content_features[name][:1]))
-                for gram, name in zip(self.style_grams, config.layer_names)]
-        self.terms = [Term("content", config.alpha, self._content),
-                      Term("style", config.beta, self._style)]
+            # The costs of zero activations, per content image and per style layer.
+            self.content_scale = 1.0 / content_cost(content_target, tf.zeros_like(content_target))
+            self.layer_scales = [1.0 / gram_style_cost(gram, tf.zeros_like(gram), size)
+                                 for gram, size in zip(self.style_grams, self.layer_sizes)]
+        self.terms = [Term("content", config.alpha), Term("style", config.beta)]
         if config.tv_weight:
-            self.terms.append(Term("tv", config.tv_weight, self._total_variation))
+            self.terms.append(Term("tv", config.tv_weight))
 
-    def _content(self, features: Features, image: tf.Tensor) -> Costs:
-        cost = content_cost(self.content_target, features[self.config.content_layer])
-        return {"content": cost if self.content_scale is None else cost * self.content_scale}
+    @classmethod
+    def of_images(cls, config: Config, extractor: FeatureExtractor, content: np.ndarray,
+                  style: np.ndarray) -> "Objective":
+        """The objective of `content` ([batch, H, W, 3]) and `style` ([1, h, w, 3])."""
+        style_features = extractor(style)
+        grams = [gram_matrix(style_features[name]) for name in config.layer_names]
+        target = extractor(content)[config.content_layer]
+        return cls(config, extractor, target, grams, (content.shape[2], content.shape[1]))
 
-    def _style(self, features: Features, image: tf.Tensor) -> Costs:
-        """β's term, with each weighted layer λ_l·J_style^[l] kept for monitoring."""
-        layers = weighted_style_costs(
-            self.style_grams, [features[name] for name in self.config.layer_names],
-            self.layer_weights)
+    def costs_from(self, content: tf.Tensor, grams: Sequence[tf.Tensor],
+                   image: tf.Tensor) -> Costs:
+        """Every term's value per image ([batch]) and their weighted sum 'total', from the
+        unweighted content cost, the generated image's Gram matrices and its pixels."""
+        if self.content_scale is not None:
+            content = content * self.content_scale
+        layers = [tf.cast(weight, tf.float32) * gram_style_cost(target, gram, size)
+                  for weight, target, gram, size in zip(self.layer_weights, self.style_grams,
+                                                        grams, self.layer_sizes)]
         if self.layer_scales is not None:
             layers = [term * scale for term, scale in zip(layers, self.layer_scales)]
-        return {"style": tf.add_n(layers),
-                **{f"style/{name}": term for name, term in zip(self.config.layer_names, layers)}}
-
-    def _total_variation(self, features: Features, image: tf.Tensor) -> Costs:
-        return {"tv": total_variation_cost(image)}
-
-    def image_costs(self, image: tf.Tensor) -> Costs:
-        """Every term's value per image ([batch]) and their weighted sum, 'total'."""
-        features = self.extractor(image)
-        parts: Costs = {}
-        for term in self.terms:
-            parts.update(term.cost(features, image))
+        parts: Costs = {"content": content, "style": tf.add_n(layers),
+                        **{f"style/{name}": term
+                           for name, term in zip(self.config.layer_names, layers)}}
+        if self.config.tv_weight:
+            parts["tv"] = total_variation_cost(image)
         total = tf.add_n([tf.cast(term.weight, tf.float32) * parts[term.name]
                           for term in self.terms])
         return {"total": total, **parts}
+
+    def image_costs(self, image: tf.Tensor) -> Costs:
+        """Every term's value per image ([batch]) and their weighted sum, 'total'."""
+        if tuple(image.shape[2:0:-1]) != self.size:
+            raise ValueError(f"The objective is for images of {self.size}, not {image.shape}.")
+        features = self.extractor(image)
+        generated = features[self.config.content_layer]
+        return self.costs_from(content_cost(self.content_target, generated),
+                               [gram_matrix(features[name]) for name in self.config.layer_names],
+                               image)
 
     def costs(self, image: tf.Tensor) -> Costs:
         """image_costs() summed over the batch: image i's gradient comes from its terms alone,
         and one scalar per cost is all the optimisers and the monitors need."""
         return {name: tf.reduce_sum(value) for name, value in self.image_costs(image).items()}
+
+    def value_and_gradient(self, image: tf.Tensor) -> tuple[Costs, tf.Tensor]:
+        """costs() and the gradient of the total with respect to the image."""
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            costs = self.costs(image)
+        return costs, tape.gradient(costs["total"], image)
 
 
 def first_bad_cost(costs: dict[str, float]) -> Optional[str]:

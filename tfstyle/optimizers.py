@@ -104,7 +104,12 @@ class Adam:
             self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer,
                                                                  INITIAL_LOSS_SCALE)
         self.optimizer.build([image])  # no variables may be created inside the XLA step
-        self.step = Compiled(self._train_step, config.jit)
+        if objective.tiled:
+            # The costs and gradient come tile by tile (tiles.py); only the update is compiled.
+            self._apply = Compiled(self._apply_gradient, config.jit)
+            self.step = self._tiled_step
+        else:
+            self.step = Compiled(self._train_step, config.jit)
 
     @property
     def learning_rate(self) -> float:
@@ -128,6 +133,15 @@ class Adam:
             finite &= tf.reduce_all(tf.math.is_finite(gradient))
         tf.cond(finite, lambda: self._update(gradient), lambda: tf.constant(False))
         return costs
+
+    def _tiled_step(self) -> Costs:
+        costs, gradient = self.objective.value_and_gradient(self.image)
+        self._apply(costs["total"], gradient)
+        return costs
+
+    def _apply_gradient(self, total: tf.Tensor, gradient: tf.Tensor) -> None:
+        finite = tf.math.is_finite(total) & tf.reduce_all(tf.math.is_finite(gradient))
+        tf.cond(finite, lambda: self._update(gradient), lambda: tf.constant(False))
 
     def _update(self, gradient: tf.Tensor) -> tf.Tensor:
         self.optimizer.apply_gradients([(gradient, self.image)])
@@ -158,17 +172,16 @@ class LBFGS:
         # with checkpoints, every run (resumed or not) starts it afresh at each checkpoint's step,
         # and a resumed run repeats the uninterrupted one exactly.
         self.restart_every = config.checkpoint_every
-        self.evaluate = Compiled(self._value_and_gradient, config.jit)
+        # A tiled objective compiles its own passes, tile by tile.
+        self.evaluate = (objective.value_and_gradient if objective.tiled
+                         else Compiled(self._value_and_gradient, config.jit))
         self.evaluations = 0
 
     def trackables(self) -> dict[str, Any]:
         return {}
 
     def _value_and_gradient(self, image: tf.Tensor) -> tuple[Costs, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            tape.watch(image)
-            costs = self.objective.costs(image)
-        return costs, tape.gradient(costs["total"], image)
+        return self.objective.value_and_gradient(image)
 
     def run(self, first_step: int, last_step: int, after_step: AfterStep) -> None:
         step = first_step
