@@ -38,6 +38,7 @@ def two_runs(tmp_path_factory):
     style = save_png(make_style(), folder / "style.png")
     config = tfstyle.make_config(content=content, style=style, max_size=48, steps=5,
                                  optimizer="adam", scales=1, normalize_costs=False, beta=1e-5,
+                                 tv_weight=0.0,
                                  style_layers=LAYERS, learning_rate=0.05, image_every=2,
                                  logdir=str(folder / "logs"), run_name="tiny", quiet=True)
     configs = [config.replace(alpha=alpha, output=str(folder / f"out{index}.png"))

@@ -1,7 +1,7 @@
 """tfstyle: Gatys et al.'s neural style transfer in TensorFlow/Keras, Coursera formulation.
 
     import tfstyle
-    picture = tfstyle.stylize("photo.jpg", "sample:starry_night", steps=200)
+    picture = tfstyle.stylize("photo.jpg", "sample:starry_night")
     picture.save("photo_starry.png")
 """
 import importlib

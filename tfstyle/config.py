@@ -80,7 +80,7 @@ class Config:
         objective=True, hparam=True, absent=False)
     alpha: float = _field(1.0, "Weight of the content cost.", objective=True, hparam=True)
     beta: float = _field(7.0, "Weight of the style cost.", objective=True, hparam=True)
-    tv_weight: float = _field(0.0, "Weight of the total variation cost (squared differences of "
+    tv_weight: float = _field(3.0, "Weight of the total variation cost (squared differences of "
                               "neighbouring pixels per pixel), which smooths the image.",
                               objective=True, hparam=True, absent=0.0)
     init: str = _field("content", "Initial image: 'content', 'content_noise' (content + "
