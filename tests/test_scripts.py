@@ -1,0 +1,90 @@
+"""scripts/quality.py and scripts/convergence.py run end to end and their figures hang
+together (tiny sizes and steps: the figures themselves are for the README, not for a test).
+
+quality.py scores with the neutral scorer the project shares, ../shared/tools/style_score.py,
+which CI has beside the repository; the images are made here."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from conftest import make_content, make_style, save_png
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV_FREE = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def run(script, *args, timeout=600):
+    import os
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **ENV_FREE})
+
+
+def test_quality_script_scores_ours_and_the_reference(tmp_path):
+    images, reference = tmp_path / "images", tmp_path / "reference"
+    images.mkdir()
+    reference.mkdir()
+    save_png(make_content(192, 144), images / "tubingen.jpg")
+    save_png(make_style(), images / "starry_night.jpg")
+    save_png(make_content(192, 144)[:, ::-1], reference / "tubingen_starry.png")
+    out = tmp_path / "out"
+    result = run("quality.py", "--styles=starry_night", f"--images={images}",
+                 f"--reference={reference}", f"--output_dir={out}", "--max_size=192",
+                 "--flags=--scale_steps=3 --steps=3", f"--json={tmp_path / 'q.json'}")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "q.json").read_text())["rows"]
+    assert [row["style"] for row in rows] == ["starry_night"]
+    row = rows[0]
+    assert Image.open(row["output"]).size == (192, 144)
+    assert row["seconds"] > 0
+    assert row["better_on_both"] == (row["tfstyle_style_error"] <= row["reference_style_error"]
+                                     and row["tfstyle_content_error"]
+                                     <= row["reference_content_error"])
+    table = result.stdout.splitlines()
+    line = next(line for line in table if line.startswith("starry_night "))
+    assert f"{row['tfstyle_style_error']:.4f}" in line and f"{row['reference_content_error']:.4f}" in line
+    # The mirrored photo: a content error far above a stylised photo's.
+    assert row["reference_content_error"] > row["tfstyle_content_error"]
+    assert Image.open(out / "side_by_side.png").width > 2 * 192
+
+
+def test_convergence_script_prints_the_ratio_last(tmp_path):
+    plot = tmp_path / "convergence.png"
+    result = run("convergence.py", "--size=128", "--steps=20", "--budget=0.5",
+                 f"--plot={plot}", f"--json={tmp_path / 'c.json'}")
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"best recipe \((\w+)\) time to the course recipe's 20-step cost / that "
+                         r"recipe's time: (\S+)", last)
+    assert match, last
+    numbers = json.loads((tmp_path / "c.json").read_text())
+    best, ratio = match.group(1), float(match.group(2))
+    assert best in numbers["reach"]
+    assert ratio == float(f"{numbers['reach'][best] / numbers['seconds']['coursera']:.3f}")
+    assert numbers["target"] == numbers["curves"]["coursera"][-1][1]
+    assert len(numbers["curves"]["coursera"]) == 20
+    assert Image.open(plot).size[0] > 300
+
+
+def test_large_script_prints_each_scale_and_the_peak_memory(tmp_path):
+    output = tmp_path / "large.png"
+    result = run("large.py", "--size=192x128", "--scales=2", "--scale_steps=2", "--steps=3",
+                 "--tile_size=64", f"--output={output}")
+    assert result.returncode == 0, result.stderr
+    assert Image.open(output).size == (192, 128)
+    rows = [line.split() for line in result.stdout.splitlines() if re.match(r"\s+\d+\s+\d+x", line)]
+    assert [(row[0], row[1], row[2]) for row in rows] == [("1", "96x64", "64"), ("2", "192x128", "64")]
+    assert [int(row[4]) for row in rows] == [2, 3]
+    assert re.search(r"peak memory of this process: \d+\.\d GiB", result.stdout)
+
+
+def test_lbfgs_choice_script_runs_scipys_half_without_tensorflow_probability():
+    result = run("lbfgs_choice.py", "--size=64", "--iterations=3")
+    assert result.returncode == 0, result.stderr
+    scipy_row = next(line for line in result.stdout.splitlines() if line.startswith("scipy "))
+    iterations, evaluations = (int(value) for value in scipy_row.split()[1:3])
+    assert iterations == 3 and evaluations >= 3
