@@ -36,11 +36,12 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tfstyle import coursera  # noqa: E402
-from tfstyle.api import stage_run  # noqa: E402
+from tfstyle.api import extractor_for, stage_run  # noqa: E402
 from tfstyle.config import make_config  # noqa: E402
 from tfstyle.features import FeatureExtractor, step_memory_bytes  # noqa: E402
 from tfstyle.optimizers import Adam  # noqa: E402
 from tfstyle.schedule import initial_image  # noqa: E402
+from tfstyle.style import Style  # noqa: E402
 from tfstyle.weights import load_vgg19  # noqa: E402
 
 flags.DEFINE_list("sizes", ["256", "512"], "Square image sizes to time.")
@@ -189,9 +190,7 @@ def tfstyle_step(size: int, batch: int = 1, jit: bool = True) -> tuple[Adam, Cal
     step."""
     config = make_config(preset="coursera", image_size=size, jit=jit, precision=FLAGS.precision)
     content, style = images(size, batch)
-    extractor = FeatureExtractor((config.content_layer, *config.layer_names), config.weights,
-                                 config.preprocess, config.precision)
-    adam = stage_run(config, extractor, content, style,
+    adam = stage_run(config, extractor_for(config), content, [Style(style)],
                      initial_image(config.init, content, config.seed)).optimizer
     return adam, lambda: adam.step()["total"].numpy()
 

@@ -71,8 +71,8 @@ def main() -> int:
                                      tile_size=options.tile_size, quiet=True)
         final = images.fit_size(content.size, config.max_size)
         tiles = {size: api.tile_for(config, size, 1) for size in
-                 [stage.size for stage in schedule.plan(config, content.size,
-                                                                images.load_image(config.style).size)]}
+                 [stage.size for stage in schedule.plan(
+                     config, content.size, [images.load_image(config.style).size])]}
         estimate = api.memory_needed(config, final, 1, tiles[final])
         times = StepTimes()
         start = time.perf_counter()

@@ -29,7 +29,6 @@ import tensorflow as tf
 
 import tfstyle
 from tfstyle import api, images
-from tfstyle.features import FeatureExtractor
 from tfstyle.objective import Objective
 
 Curve = list[tuple[float, float]]  # (seconds since the start, cost) after each iteration
@@ -37,12 +36,11 @@ Curve = list[tuple[float, float]]  # (seconds since the start, cost) after each 
 
 def objective_at(size: int) -> tuple[Objective, np.ndarray]:
     config = tfstyle.make_config(scales=1, max_size=size)
-    content_images, style_image = api.load_inputs(config, ["sample:tubingen"],
-                                                  "sample:starry_night")
-    width_height = images.fit_size(content_images[0].size, size)
-    content, style = api.arrays_at(config, content_images, style_image, width_height)
-    extractor = FeatureExtractor((config.content_layer, *config.layer_names))
-    return Objective.of_images(config, extractor, content, style), content
+    inputs = api.load_inputs(config, ["sample:tubingen"], ["sample:starry_night"])
+    width_height = images.fit_size(inputs.shape, size)
+    content, styles = api.arrays_at(config, inputs, width_height)
+    return Objective.of_images(config, api.extractor_for(config), content, styles,
+                               width_height), content
 
 
 def run_scipy(objective: Objective, start: np.ndarray, iterations: int) -> tuple[Curve, int]:

@@ -50,14 +50,13 @@ def image_files(tmp_path, content_array, style_array):
 
 def make_stage(config, content, style):
     """A StageRun (objective, image variable, optimiser) for `config` on arrays, as a run's
-    single scale would have; the image starts at config.init."""
-    from tfstyle.api import stage_run
-    from tfstyle.features import FeatureExtractor
+    single scale would have; the image starts at config.init. `style`: an array, or Styles."""
+    from tfstyle.api import extractor_for, stage_run
     from tfstyle.schedule import initial_image
+    from tfstyle.style import Style
 
-    extractor = FeatureExtractor((config.content_layer, *config.layer_names), config.weights,
-                                 config.preprocess, config.precision)
-    return stage_run(config, extractor, content, style,
+    styles = [Style(style)] if isinstance(style, np.ndarray) else style
+    return stage_run(config, extractor_for(config), content, styles,
                      initial_image(config.init, content, config.seed))
 
 

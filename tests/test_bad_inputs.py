@@ -140,6 +140,18 @@ BAD_SETTINGS = {
     "infinite tv weight": ["--tv_weight=inf"],
     "average decay of one": ["--average_decay=1"],
     "negative average decay": ["--average_decay=-0.5"],
+    "unknown pooling": ["--pooling=min"],
+    "style scale of zero": ["--style_scale=0"],
+    "style scale too large": ["--style_scale=10"],
+    "style scale not a number": ["--style_scale=nan"],
+    "init noise above one": ["--init_noise=2"],
+    "init that is no image": ["--init=/no/such/start.png"],
+    "unknown colour mode": ["--preserve_colors=sepia"],
+    "style weights not numbers": ["--style_weights=a,b"],
+    "style weights for other styles": ["--style_weights=1,2"],
+    "style weights of zero": ["--style_weights=0"],
+    "a mask for no style": ["--style_masks=a.png,b.png"],
+    "a mask that is no image": ["--style_masks=/no/such/mask.png"],
 }
 
 
@@ -182,8 +194,7 @@ def test_bad_outputs(capsys, files, case):
 
 def test_missing_inputs(capsys, files):
     tmp, content, style = files
-    for args in ([f"--style={style}", f"--output={tmp}/o.png"],
-                 [f"--content={content}", f"--output={tmp}/o.png"],
+    for args in ([f"--content={content}", f"--output={tmp}/o.png"],  # (no content: a texture)
                  [f"--content={content}", f"--style={style}"]):
         assert_refused(*cli(capsys, *args))
 

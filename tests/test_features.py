@@ -185,3 +185,20 @@ def test_tiled_max_pooling_values_and_tied_maxima_sharing_the_gradient():
     np.testing.assert_array_equal(y[0, :, :, 0], [[1.0]])  # 3×3 -> 1×1: last row/column dropped
     np.testing.assert_array_equal(tape.gradient(y, x)[0, :, :, 0],
                                   [[0.5, 0.5, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+
+
+def test_average_pooling_takes_each_tiles_mean_on_the_same_weights():
+    images = tf.random.uniform([1, 37, 50, 3], seed=4)
+    layers = ["block1_conv2", "block2_conv1"]
+    plain, smooth = FeatureExtractor(layers), FeatureExtractor(layers, pooling="avg")
+    theirs, ours = plain(images), smooth(images)
+    # Before the first pooling: the same layers on the same inputs, the same bits.
+    np.testing.assert_array_equal(ours["block1_conv2"], theirs["block1_conv2"])
+    assert not np.allclose(ours["block2_conv1"], theirs["block2_conv1"], atol=1e-3)
+    conv = plain.model.get_layer("block2_conv1")
+    pooled = tf.nn.avg_pool2d(theirs["block1_conv2"], 2, 2, "VALID")
+    magnitude = tf.nn.relu(tf.nn.conv2d(tf.abs(pooled), tf.abs(conv.kernel), 1, "SAME")
+                           + tf.abs(conv.bias))
+    # The rounding of a 4-term mean and of the convolution's 576-term sums, on both sides.
+    assert_within_rounding(ours["block2_conv1"], conv(pooled), terms=4 + 576,
+                           magnitude=magnitude, computations=2)

@@ -3,9 +3,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import make_stage
+from conftest import make_stage, make_style
+from tfstyle import api, images
 from tfstyle.config import make_config
 from tfstyle.costs import gram_matrix, total_variation_cost
+from tfstyle.features import layer_shape
 from tfstyle.objective import first_bad_cost
 from tolerances import assert_chain_close, assert_within_rounding, vgg19_path
 
@@ -91,3 +93,28 @@ def test_the_most_specific_bad_cost_is_named():
     assert first_bad_cost({"total": nan, "content": 1.0, "style": nan}) == "style"
     assert first_bad_cost({"total": nan, "content": 1.0}) == "total"
     assert first_bad_cost({"total": 1.0}) is None
+
+
+def test_style_scale_resizes_the_style_and_takes_its_grams_per_position(content_array,
+                                                                        style_array):
+    config = make_config(style_layers=LAYERS, content_layer="block3_conv2", scales=1,
+                         style_scale=2.0)
+    inputs = api.load_inputs(config, [content_array], [make_style(120, 90)])
+    _, (plain,) = api.arrays_at(config.replace(style_scale=1.0), inputs, (64, 51))
+    contents, (scaled,) = api.arrays_at(config, inputs, (64, 51))
+    plain_style, styles = plain.image, scaled.image
+    assert plain_style.shape == (1, 49, 66, 3) and styles.shape == (1, 99, 132, 3)
+    objective = make_stage(config, contents, styles).optimizer.objective
+    features = objective.extractor(styles)
+    for (name, _), target in zip(config.style_layers, objective.styles[0].grams):
+        generated = np.prod(layer_shape(name, 51, 64)[:2])
+        positions = features[name].shape[1] * features[name].shape[2]
+        assert positions > 3.5 * generated
+        # Per position of the style, times the generated image's positions: the same bits.
+        np.testing.assert_array_equal(
+            target, gram_matrix(features[name]) * float(generated / positions))
+    # At scale 1 the style's Grams are the course's, untouched.
+    plain = make_stage(config.replace(style_scale=1.0), contents, plain_style).optimizer.objective
+    features = plain.extractor(plain_style)
+    for (name, _), target in zip(config.style_layers, plain.styles[0].grams):
+        np.testing.assert_array_equal(target, gram_matrix(features[name]))

@@ -18,30 +18,30 @@ LAYERS = "block1_conv1=0.5,block2_conv1=0.5"
 
 def test_scales_double_up_to_the_final_size():
     config = make_config(max_size=512, scales=3, scale_steps="300,150", steps=80)
-    assert plan(config, (1024, 768), (1024, 640)) == [
+    assert plan(config, (1024, 768), [(1024, 640)]) == [
         Stage(1, (128, 96), 0, 300), Stage(2, (256, 192), 300, 450), Stage(3, (512, 384), 450, 530)]
     assert config.total_steps == 530
     one_number = make_config(max_size=400, scales=3, scale_steps=20, steps=5)
-    assert [(stage.size, stage.steps) for stage in plan(one_number, (300, 400), (10, 10))] == [
+    assert [(stage.size, stage.steps) for stage in plan(one_number, (300, 400), [(10, 10)])] == [
         ((75, 100), 20), ((150, 200), 20), ((300, 400), 5)]
     square = make_config("coursera", image_size=256, scales=2, scale_steps=4, steps=6)
-    assert [stage.size for stage in plan(square, (300, 400), (500, 100))] == [(128, 128),
+    assert [stage.size for stage in plan(square, (300, 400), [(500, 100)])] == [(128, 128),
                                                                              (256, 256)]
     single = make_config(max_size=64, scales=1, steps=7)
-    assert plan(single, (80, 64), (72, 72)) == [Stage(1, (64, 51), 0, 7)]
+    assert plan(single, (80, 64), [(72, 72)]) == [Stage(1, (64, 51), 0, 7)]
 
 
 def test_a_first_scale_too_small_for_vgg19_is_refused():
     with pytest.raises(UserError, match=r"the image would be 16x12 pixels at the first scale"):
-        plan(make_config(max_size=64, scales=3), (1024, 768), (100, 100))
+        plan(make_config(max_size=64, scales=3), (1024, 768), [(100, 100)])
     # The style image has as many pixels as the content: a wide one gets too flat.
     with pytest.raises(UserError, match=r"the style image would be 97x19 pixels"):
-        plan(make_config(max_size=200, scales=3), (400, 300), (1000, 200))
+        plan(make_config(max_size=200, scales=3), (400, 300), [(1000, 200)])
 
 
 def test_stage_of_a_step():
     stages = plan(make_config(max_size=512, scales=3, scale_steps=10, steps=5), (512, 512),
-                  (512, 512))
+                  [(512, 512)])
     assert [stage_of(stages, step).scale for step in (0, 1, 10, 11, 20, 21, 25)] == [
         1, 1, 1, 2, 2, 3, 3]
 
@@ -100,10 +100,9 @@ def test_each_scale_takes_its_own_targets_and_starts_from_the_last_one_upsampled
         (2, (160, 128))] * 2
     assert result.image.shape == (1, 128, 160, 3) and result.steps == 5
     end_of_first = seen[2][3]
-    content_images, style_image = api.load_inputs(config, [content], style)
-    targets = api.arrays_at(config, content_images, style_image, (160, 128))
+    targets = api.arrays_at(config, api.load_inputs(config, [content], [style]), (160, 128))
     extractor = FeatureExtractor((config.content_layer, *config.layer_names))
-    expected = Objective.of_images(config, extractor, *targets).costs(
+    expected = Objective.of_images(config, extractor, *targets, (160, 128)).costs(
         upsample(end_of_first, (160, 128)))
     path = vgg19_step_path(config.content_layer, *config.layer_names, pixels=160 * 128)
     for name, value in seen[3][2].items():

@@ -9,6 +9,7 @@ from tfstyle.config import make_config
 from tfstyle.errors import UserError
 from tfstyle.features import FeatureExtractor
 from tfstyle.objective import Objective
+from tfstyle.style import Style
 from tfstyle.tiles import ALIGN, TiledObjective, halo, spans
 from tolerances import assert_chain_close, vgg19_path, vgg19_step_path
 
@@ -44,12 +45,12 @@ def test_tiled_costs_and_gradient_are_the_whole_images(pictures):
     content, style = pictures
     config = make_config(scales=1, tv_weight=1.0)
     extractor = FeatureExtractor((config.content_layer, *config.layer_names))
-    whole = Objective.of_images(config, extractor, content, style)
-    tiled = TiledObjective(config, extractor, content, style, 64)
+    whole = Objective.of_images(config, extractor, content, [Style(style)], (320, 256))
+    tiled = TiledObjective(config, extractor, content, [Style(style)], (320, 256), 64)
     assert len(tiled.tiles(256, 320)) == 20
     path = vgg19_path(config.content_layer, *config.layer_names)
     assert_chain_close(tiled.objective.content_target, whole.content_target, path)
-    for ours, theirs in zip(tiled.objective.style_grams, whole.style_grams):
+    for ours, theirs in zip(tiled.objective.styles[0].grams, whole.styles[0].grams):
         assert_chain_close(ours, theirs, [*path, 320 * 256])
     image = tf.constant(np.clip(content + np.random.default_rng(1).normal(0, 0.1, content.shape),
                                 0, 1).astype(np.float32))
@@ -84,3 +85,25 @@ def test_tiles_are_chosen_only_when_a_whole_step_does_not_fit(monkeypatch):
     assert api.memory_needed(config, (3840, 2160), 1, tile) <= 24 * 2 ** 30
     with pytest.raises(UserError, match="even in tiles.*the largest that fits is --max_size="):
         api.tile_for(config, (40000, 30000), 1)
+
+
+@pytest.mark.parametrize("with_content", [True, False])
+def test_tiles_with_regions_of_two_styles_and_without_content_are_exact(with_content):
+    content = make_content(192, 128)[None] if with_content else None
+    left = np.zeros((128, 192), np.float32)
+    left[:, :80] = 1.0
+    left[:, 80:112] = 0.5  # a soft edge
+    styles = [Style(make_style(160, 96)[None], 0.6, left),
+              Style(make_style(96, 96)[None, :, ::-1], 0.4, 1.0 - left)]
+    config = make_config(scales=1, tv_weight=1.0)
+    extractor = FeatureExtractor((config.content_layer, *config.layer_names))
+    whole = Objective.of_images(config, extractor, content, styles, (192, 128))
+    tiled = TiledObjective(config, extractor, content, styles, (192, 128), 64)
+    image = tf.constant(np.random.default_rng(2).uniform(0, 1, (1, 128, 192, 3)).astype(np.float32))
+    expected, expected_gradient = tf.function(whole.value_and_gradient, jit_compile=True)(image)
+    costs, gradient = tiled.value_and_gradient(image)
+    assert list(costs) == list(expected) and ("content" in costs) == with_content
+    step = vgg19_step_path(config.content_layer, *config.layer_names, pixels=192 * 128)
+    for name, value in costs.items():
+        assert_chain_close(float(value), float(expected[name]), step)
+    assert_chain_close(gradient, expected_gradient, step)

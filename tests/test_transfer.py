@@ -2,9 +2,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import make_stage, run_steps
+from conftest import make_stage, make_style, run_steps, save_png
+from tfstyle import images
+from tfstyle.api import run_config
 from tfstyle.config import make_config
 from tfstyle.costs import content_cost, gram_matrix, layer_style_cost
+from tfstyle.errors import UserError
 from tfstyle.schedule import initial_image
 from tolerances import assert_chain_close, assert_within_rounding, vgg19_step_path
 
@@ -31,6 +34,42 @@ def test_initial_images(content_array):
     assert not np.array_equal(noisy, initial_image("content_noise", content_array, 2))
     noise = initial_image("noise", content_array, 0)
     assert 0 <= noise.min() and noise.max() <= 1 and noise.std() > 0.25
+
+
+def test_initial_images_from_a_picture_and_blended_with_noise(content_array, style_array):
+    picture = style_array[:64, :80]
+    assert np.array_equal(initial_image("style", content_array, 0, picture=picture), picture)
+    blended = initial_image("content", content_array, 3, noise=0.3)
+    noise = np.random.default_rng(3).uniform(0.0, 1.0, content_array.shape)
+    np.testing.assert_allclose(blended, 0.7 * content_array + 0.3 * noise, rtol=0, atol=1e-6)
+    # Each image of a batch starts as it would alone.
+    batch = initial_image("content", np.stack([content_array] * 2), 3, noise=0.3)
+    assert np.array_equal(batch[0], blended) and np.array_equal(batch[1], blended)
+    assert np.array_equal(initial_image("noise", content_array, 3, noise=0.3),
+                          initial_image("noise", content_array, 3))
+
+
+@pytest.mark.parametrize("init", ["style", "file"])
+def test_a_run_starts_from_the_style_or_an_image_file(tmp_path, image_files, init):
+    content, style = image_files
+    start = save_png(make_style(96, 40)[:, ::-1], tmp_path / "start.png")
+    first = []
+    config = make_config(content=content, style=style, max_size=64, scales=1, steps=1,
+                         optimizer="adam", init=start if init == "file" else "style", quiet=True)
+    result = run_config(config, callbacks=[lambda iterate: first.append(iterate)])
+    expected = images.to_array(images.load_image(start if init == "file" else style), (64, 51))
+    assert result.image.shape == (1, 51, 64, 3)
+    # One Adam step moves each pixel by about the learning rate at most.
+    assert np.abs(result.image[0] - expected).max() <= 2 * config.learning_rate
+    assert np.abs(result.image[0] - images.to_array(images.load_image(content), (64, 51))).max() > 0.2
+
+
+def test_an_init_that_is_neither_a_name_nor_an_image_is_refused(image_files):
+    content, style = image_files
+    with pytest.raises(UserError, match="--init 'zeros' is none of content, content_noise, noise, "
+                                        "style, so it must be an image: Image file 'zeros' does "
+                                        "not exist"):
+        run_config(make_config(content=content, style=style, max_size=64, init="zeros"))
 
 
 def test_costs_are_the_formulas(batch):

@@ -1,6 +1,7 @@
 """The Python API: `stylize` for a picture, `run_config` for a whole configured run."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Optional, Sequence, Union
 
@@ -9,15 +10,16 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from tfstyle import checkpoints, features, images, monitor, schedule, tiles
+from tfstyle import checkpoints, colors, features, images, monitor, schedule, tiles
 from tfstyle.checkpoints import Checkpoints
-from tfstyle.config import Config, make_config
+from tfstyle.config import INITS, Config, make_config
 from tfstyle.errors import UserError
 from tfstyle.features import FeatureExtractor
 from tfstyle.images import ImageLike
 from tfstyle.loop import Result, StageRun, StepCallback, optimize
 from tfstyle.objective import Objective
 from tfstyle.optimizers import make_optimizer, optimizer_memory_bytes
+from tfstyle.style import Style, blend_weights
 
 
 # A batch shares one size, so every content image is resized to the first one's: refused when
@@ -27,36 +29,110 @@ from tfstyle.optimizers import make_optimizer, optimizer_memory_bytes
 ASPECT_TOLERANCE = 0.05
 
 
-def load_inputs(config: Config, content: Sequence[ImageLike], style: ImageLike
-                ) -> tuple[list[Image.Image], Image.Image]:
-    """The content images and the style image, loaded and checked, at their own sizes."""
+@dataclasses.dataclass
+class Inputs:
+    """A run's pictures, loaded and checked, at their own sizes."""
+    content: list[Image.Image]  # empty for texture synthesis
+    styles: list[Image.Image]
+    weights: list[float]  # each style's share of the style cost; they sum to 1
+    masks: list[Optional[Image.Image]]  # each style's region, greyscale (None: everywhere)
+    init: Optional[Image.Image] = None  # what --init=style or --init=FILE starts from
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(width, height) whose aspect the output takes: the first content image's, or the
+        first style image's for a texture."""
+        return (self.content or self.styles)[0].size
+
+    @property
+    def batch(self) -> int:
+        return max(1, len(self.content))
+
+
+def names(value: Union[str, ImageLike, Sequence[ImageLike]]) -> list[ImageLike]:
+    """A comma-separated list of paths, or a list of images, as a list."""
+    if isinstance(value, str):
+        return [part for part in value.split(",") if part]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def load_inputs(config: Config, content: Sequence[ImageLike],
+                styles: Sequence[ImageLike]) -> Inputs:
+    """The content images (none: a texture), the style images, their blend weights and
+    regions, and the --init picture, loaded and checked."""
     content_images = [images.load_image(item) for item in content]
-    if not config.image_size:  # the course squashes every image to a square anyway
-        check_aspect_ratios(content, content_images)
-    return content_images, images.load_image(style)
+    if content_images and not config.image_size:  # the course squashes every image anyway
+        check_aspect_ratios(content, content_images, "content image")
+    if not styles:
+        raise UserError("A style image is needed (--style).")
+    if config.style_weights and len(config.style_weights) != len(styles):
+        raise UserError(f"--style_weights has {len(config.style_weights)} weight(s) for "
+                        f"{len(styles)} style image(s); give one per style image.")
+    mask_paths = names(config.style_masks)
+    if mask_paths and len(mask_paths) != len(styles):
+        raise UserError(f"--style_masks has {len(mask_paths)} mask(s) for {len(styles)} style "
+                        "image(s); give one per style image.")
+    if (mask_paths or config.preserve_colors) and not content_images:
+        raise UserError("--style_masks and --preserve_colors need a content image (--content).")
+    masks = [images.load_image(path).convert("L") for path in mask_paths]
+    if masks:
+        check_aspect_ratios([content[0], *mask_paths], [content_images[0], *masks], "mask")
+    style_images = [images.load_image(item) for item in styles]
+    return Inputs(content_images, style_images, blend_weights(config.style_weights, len(styles)),
+                  masks or [None] * len(styles), load_init_picture(config, style_images[0]))
 
 
-def arrays_at(config: Config, content_images: Sequence[Image.Image], style_image: Image.Image,
-              size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The content batch [B, H, W, 3] at `size` (width, height) and the style image
-    [1, h, w, 3] with as many pixels (the same square in --image_size mode), RGB in [0, 1]."""
-    style_size = (size if config.image_size else images.match_area(style_image.size, size))
-    batch = np.stack([images.to_array(image, size) for image in content_images])
-    return batch, images.to_array(style_image, style_size)[None]
+def load_init_picture(config: Config, style_image: Image.Image) -> Optional[Image.Image]:
+    """The picture --init=style or --init=FILE starts from; None for the other inits."""
+    if config.init == "style":
+        return style_image
+    if config.init in INITS:
+        return None
+    try:
+        return images.load_image(config.init)
+    except UserError as error:
+        raise UserError(f"--init '{config.init}' is none of {', '.join(INITS)}, so it must be an "
+                        f"image: {error}") from None
+
+
+def arrays_at(config: Config, inputs: Inputs, size: tuple[int, int]
+              ) -> tuple[Optional[np.ndarray], list[Style]]:
+    """The content batch [B, H, W, 3] at `size` (width, height; None for a texture) and the
+    styles: each style image [1, h, w, 3] at schedule.style_size_at (with
+    --preserve_colors=histogram, [B, h, w, 3], the style in each content image's colours), its
+    weight and its mask at `size`; RGB and masks in [0, 1]."""
+    batch = (np.stack([images.to_array(image, size) for image in inputs.content])
+             if inputs.content else None)
+    styles = []
+    for image, weight, mask in zip(inputs.styles, inputs.weights, inputs.masks):
+        style = images.to_array(image, schedule.style_size_at(config, image.size, size))
+        if config.preserve_colors == "histogram":  # one style per content image, in its colours
+            pixels = np.stack([colors.match_histogram(style, content) for content in batch])
+        else:
+            pixels = style[None]
+        region = None if mask is None else (
+            np.asarray(mask.resize(size, Image.BILINEAR), np.float32) / 255.0)
+        styles.append(Style(pixels, weight, region))
+    return batch, styles
 
 
 def prepare_images(config: Config, content: Sequence[ImageLike], style: ImageLike
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Content batch and style image (see arrays_at) at the configured size. Refuses sizes this
-    machine's memory cannot hold before allocating anything large."""
-    content_images, style_image = load_inputs(config, content, style)
-    size = images.fit_size(content_images[0].size, config.max_size, config.image_size)
-    check_memory(config, size, len(content_images))
-    return arrays_at(config, content_images, style_image, size)
+    """Content batch [B, H, W, 3] and the (first) style image [1, h, w, 3] at the configured
+    size. Refuses sizes this machine's memory cannot hold before allocating anything large."""
+    inputs = load_inputs(config, content, names(style))
+    size = images.fit_size(inputs.shape, config.max_size, config.image_size)
+    check_memory(config, size, inputs.batch)
+    batch, styles = arrays_at(config, inputs, size)
+    return batch, styles[0].image
 
 
-def check_aspect_ratios(sources: Sequence[ImageLike], loaded: Sequence[Image.Image]) -> None:
-    """Refuse a content image that resizing to the first one's size would visibly stretch."""
+def check_aspect_ratios(sources: Sequence[ImageLike], loaded: Sequence[Image.Image],
+                        what: str) -> None:
+    """Refuse an image (a content image of a batch, a mask) that resizing to the first content
+    image's size would visibly stretch."""
     def aspect(image: Image.Image) -> float:
         return image.width / image.height
 
@@ -64,11 +140,14 @@ def check_aspect_ratios(sources: Sequence[ImageLike], loaded: Sequence[Image.Ima
     for position, (source, image) in enumerate(zip(sources, loaded)):
         if max(aspect(image) / first, first / aspect(image)) > 1 + ASPECT_TOLERANCE:
             name = (f"'{source}'" if isinstance(source, (str, os.PathLike))
-                    else f"Content image {position + 1}")
+                    else f"{what.capitalize()} {position + 1}")
+            why = ("a batch shares one size" if what == "content image" else
+                   "a mask covers the generated image")
             raise UserError(f"{name} ({image.width}x{image.height}) is not the shape of the first "
-                            f"content image ({loaded[0].width}x{loaded[0].height}) and a batch "
-                            f"shares one size, which would stretch it by more than "
-                            f"{ASPECT_TOLERANCE:.0%}; stylise it in a separate run.")
+                            f"content image ({loaded[0].width}x{loaded[0].height}) and {why}, "
+                            f"which would stretch it by more than {ASPECT_TOLERANCE:.0%}; "
+                            + ("stylise it in a separate run." if what == "content image" else
+                               "give it the content image's aspect."))
 
 
 def memory_needed(config: Config, size: tuple[int, int], batch: int, tile: int = 0) -> int:
@@ -140,13 +219,20 @@ def check_memory(config: Config, size: tuple[int, int], batch: int) -> None:
     tile_for(config, size, batch)
 
 
-def stage_run(config: Config, extractor: FeatureExtractor, content: np.ndarray,
-              style: np.ndarray, start: np.ndarray, tile: int = 0) -> StageRun:
+def extractor_for(config: Config) -> FeatureExtractor:
+    """VGG19 as the config sets it up, returning the activations its costs use."""
+    return FeatureExtractor((config.content_layer, *config.layer_names), config.weights,
+                            config.preprocess, config.precision, config.pooling)
+
+
+def stage_run(config: Config, extractor: FeatureExtractor, content: Optional[np.ndarray],
+              styles: Sequence[Style], start: np.ndarray, tile: int = 0) -> StageRun:
     """One scale's objective (in tiles of `tile` pixels if > 0), image variable (from
-    `start`), optimiser and average."""
+    `start`, whose size is the scale's), optimiser and average."""
     image = tf.Variable(start, name="image")
-    objective = (tiles.TiledObjective(config, extractor, content, style, tile) if tile
-                 else Objective.of_images(config, extractor, content, style))
+    size = (start.shape[2], start.shape[1])
+    objective = (tiles.TiledObjective(config, extractor, content, styles, size, tile) if tile
+                 else Objective.of_images(config, extractor, content, styles, size))
     optimizer = make_optimizer(config, objective, image)
     average = schedule.Average(image, config.average_decay) if config.average_decay else None
     return StageRun(optimizer, average)
@@ -164,21 +250,27 @@ def resolve_config(config: Optional[Config] = None, **overrides: Any) -> Config:
 
 
 def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
-        style: Optional[ImageLike] = None, callbacks: Sequence[StepCallback] = ()) -> Result:
-    """Stylise with `config`; images default to the config's paths. When config.output is set,
-    the result is written there (every save_every steps, at the end, and on Ctrl-C); with
-    several content images, each to OUTPUT-<content name>.<ext> (see batch_output_paths)."""
-    if content is None:
-        content = [path for path in config.content.split(",") if path]
-    style = config.style if style is None else style
-    if not content or (isinstance(style, str) and not style):
-        raise UserError("Both a content image and a style image are needed (--content, --style).")
-    named = all(isinstance(item, (str, os.PathLike)) for item in (*content, style))
+               style: Optional[Union[ImageLike, Sequence[ImageLike]]] = None,
+               callbacks: Sequence[StepCallback] = ()) -> Result:
+    """Stylise with `config`; images default to the config's paths (several styles: a list, or
+    comma-separated paths). When config.output is set, the result is written there (every
+    save_every steps, at the end, and on Ctrl-C); with several content images, each to
+    OUTPUT-<content name>.<ext> (see batch_output_paths). With no content image, it
+    synthesises the style's texture (Gatys et al. 2015): no content cost, a start from noise,
+    the size from --max_size and the style's aspect (or --image_size)."""
+    content = names(config.content) if content is None else list(content)
+    styles = names(config.style if style is None else style)
+    if not styles:
+        raise UserError("A style image is needed (--style); add a content image (--content) to "
+                        "paint it in that style, or none for a texture.")
+    named = all(isinstance(item, (str, os.PathLike)) for item in (*content, *styles))
     if named:
         # Name the inputs actually used in the run record and the logs (arrays have no name).
-        config = config.replace(content=",".join(map(str, content)), style=str(style))
+        config = config.replace(content=",".join(map(str, content)),
+                                style=",".join(map(str, styles)))
     outputs = (images.batch_output_paths(config.output, [images.image_name(item, position)
-                                                         for position, item in enumerate(content)])
+                                                         for position, item in enumerate(content)]
+                                         or ["texture"])
                if config.output else [])
     for path in outputs:
         images.check_output_path(path, overwrite=config.overwrite or config.resume)
@@ -188,34 +280,43 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
     # Each output's record describes a run of its content image alone: the images of a batch
     # are independent, so that run reproduces it, and --from_image re-runs just that picture.
     records = [config.replace(output=path, content=str(item) if named else config.content)
-               for item, path in zip(content, outputs)]
+               for item, path in zip(content or [""], outputs)]
     if config.logdir:
         monitor.prepare_logdir(config.logdir)
-    content_images, style_image = load_inputs(config, content, style)
-    stages = schedule.plan(config, content_images[0].size, style_image.size)
-    tile_sizes = {stage.scale: tile_for(config, stage.size, len(content_images))
-                  for stage in stages}
+    inputs = load_inputs(config, content, styles)
+    stages = schedule.plan(config, inputs.shape, [image.size for image in inputs.styles])
+    tile_sizes = {stage.scale: tile_for(config, stage.size, inputs.batch) for stage in stages}
     if config.resume or config.checkpoint_every:
         # A resumed run must end exactly where the uninterrupted one would have.
         tf.config.experimental.enable_op_determinism()
     start_step = checkpoints.latest_step(config.output) if config.resume else 0
-    extractor = FeatureExtractor((config.content_layer, *config.layer_names), config.weights,
-                                 config.preprocess, config.precision)
+    extractor = extractor_for(config)
+    # A texture has no content to start from: it starts from noise unless --init names a picture.
+    init = "noise" if not inputs.content and config.init in ("content", "content_noise") \
+        else config.init
 
     def begin(stage: schedule.Stage, picture: Optional[np.ndarray]) -> StageRun:
-        content_batch, style_batch = arrays_at(config, content_images, style_image, stage.size)
-        start = (schedule.initial_image(config.init, content_batch, config.seed)
-                 if picture is None else schedule.upsample(picture, stage.size))
-        run = stage_run(config, extractor, content_batch, style_batch, start,
+        content_batch, stage_styles = arrays_at(config, inputs, stage.size)
+        if picture is None:
+            width, height = stage.size
+            shape = (content_batch if content_batch is not None
+                     else np.zeros((1, height, width, 3), np.float32))
+            start = schedule.initial_image(
+                init, shape, config.seed, config.init_noise,
+                None if inputs.init is None else images.to_array(inputs.init, stage.size))
+        else:
+            start = schedule.upsample(picture, stage.size)
+        run = stage_run(config, extractor, content_batch, stage_styles, start,
                         tile_sizes[stage.scale])
         saver = Checkpoints(config, run.state()) if config.output else None
         if saver and config.resume and picture is None:
             saver.restore()
         width, height = stage.size
         tile = tile_sizes[stage.scale]
+        what = ("a texture" if not inputs.content else "1 image" if inputs.batch == 1
+                else f"{inputs.batch} images")
         logging.info("Scale %d of %d: %s of %dx%d pixels, steps %d to %d (preset %s, %s, %s%s).",
-                     stage.scale, len(stages), "1 image" if len(content_images) == 1
-                     else f"{len(content_images)} images", width, height,
+                     stage.scale, len(stages), what, width, height,
                      max(stage.first_step, start_step) + 1, stage.last_step, config.preset,
                      config.optimizer, config.precision,
                      f", in tiles of {tile} pixels" if tile else "")
@@ -230,12 +331,13 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
                 raise UserError(f"Could not write '{path}' ({error.strerror or error}); the last "
                                 "checkpoint, if any, is still valid.") from None
 
-    content_batch, style_batch = arrays_at(config, content_images, style_image, stages[-1].size)
+    content_batch, final_styles = arrays_at(config, inputs, stages[-1].size)
     watcher = monitor.RunMonitor(config, stages, extractor.weights_description, content_batch,
-                                 style_batch)
+                                 [style.image for style in final_styles])
     try:
         result = optimize(stages, begin, save, config.save_every, [watcher, *callbacks],
-                          start_step, config.checkpoint_every, config.precision)
+                          start_step, config.checkpoint_every, config.precision,
+                          colors.finisher(config.preserve_colors, inputs.content))
     except BaseException:
         watcher.close()
         raise
@@ -245,18 +347,21 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
     return result
 
 
-def stylize(content: Union[ImageLike, Sequence[ImageLike]], style: ImageLike, *,
-            config: Optional[Config] = None, callbacks: Sequence[StepCallback] = (),
+def stylize(content: Union[None, ImageLike, Sequence[ImageLike]],
+            style: Union[ImageLike, Sequence[ImageLike]], *, config: Optional[Config] = None,
+            callbacks: Sequence[StepCallback] = (),
             **overrides: Any) -> Union[Image.Image, list[Image.Image]]:
     """Paint `content` in the style of `style` and return the result as a PIL image.
 
     Images may be paths, 'sample:tubingen'-style names, PIL images or arrays. Settings come
     from `config` (default: the default preset) with `overrides` on top, e.g.
     `stylize('photo.jpg', 'sample:starry_night', steps=100, preset='coursera')`.
-    A list of content images is optimised as one batch and gives a list of results.
+    A list of content images is optimised as one batch and gives a list of results; a list of
+    styles is blended (style_weights=...); content=None synthesises the style's texture.
     """
     batch = isinstance(content, (list, tuple))
-    result = run_config(resolve_config(config, **overrides), list(content) if batch else [content],
-                 style, callbacks)
+    items = list(content) if batch else [] if content is None else [content]
+    result = run_config(resolve_config(config, **overrides), items,
+                        list(style) if isinstance(style, (list, tuple)) else [style], callbacks)
     pictures = [images.to_pil(image) for image in result.image]
     return pictures if batch else pictures[0]

@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Any
+from typing import Any, Callable
 
 from tfstyle.errors import UserError
 
 LayerWeights = tuple[tuple[str, float], ...]
 Steps = tuple[int, ...]
+Weights = tuple[float, ...]
 
 # Gatys et al. and the Coursera notebook: conv1_1 .. conv5_1, equal weights.
 GATYS_STYLE_LAYERS: LayerWeights = (
@@ -25,7 +26,9 @@ GATYS_STYLE_LAYERS: LayerWeights = (
     ("block5_conv1", 0.2),
 )
 
-INITS = ("content", "content_noise", "noise")
+INITS = ("content", "content_noise", "noise", "style")  # or an image file
+POOLINGS = ("max", "avg")
+COLOR_MODES = ("luminance", "histogram")
 OPTIMIZERS = ("lbfgs", "adam")
 PREPROCESSING = ("imagenet", "none")
 # Keras dtype policies for VGG19; the image, the costs and Adam always stay float32.
@@ -53,7 +56,14 @@ class Config:
     content: str = _field("", "Content image path(s), comma-separated; several (of the same "
                           "aspect ratio within 5%) are optimised as one batch, each as if alone.",
                           objective=True)
-    style: str = _field("", "Style image path.", objective=True)
+    style: str = _field("", "Style image path(s), comma-separated; several are blended (see "
+                        "--style_weights and --style_masks).", objective=True)
+    style_weights: Weights = _field((), "Each style image's share of the style cost, e.g. "
+                                    "0.7,0.3 (taken to sum to 1); empty: equal shares.",
+                                    objective=True, hparam=True, absent=())
+    style_masks: str = _field("", "One greyscale mask per style image, comma-separated, of the "
+                              "content image's aspect: each style paints only where its mask is "
+                              "white (grey blends).", objective=True, absent="")
     output: str = _field("", "Where to write the result image (PNG or JPEG); with several content "
                          "images, --output=out.png writes out-<content file name>.png for each "
                          "('-2', '-3', ... added to a repeated name).")
@@ -68,11 +78,22 @@ class Config:
     preprocess: str = _field("imagenet", "Input preprocessing inside the extractor: 'imagenet' "
                              "(x255, RGB->BGR, mean subtraction) or 'none' ([0, 1] fed as is).",
                              objective=True, hparam=True)
+    pooling: str = _field("max", "VGG19's pooling: 'max' (as it was trained) or 'avg' (each 2x2 "
+                          "max replaced by the mean, on the same weights; Gatys et al. found it "
+                          "gives smoother pictures).", objective=True, hparam=True, absent="max")
     content_layer: str = _field("block4_conv2", "VGG19 layer whose activations define content.",
                                 objective=True, hparam=True)
     style_layers: LayerWeights = _field(
         GATYS_STYLE_LAYERS, "Style layers and their weights, as layer=weight,layer=weight.",
         objective=True, hparam=True)
+    style_scale: float = _field(1.0, "Size of the style image relative to the output (as many "
+                                "pixels at 1): larger paints larger strokes. From 0.1 to 4.",
+                                objective=True, hparam=True, absent=1.0)
+    preserve_colors: str = _field("", "Keep the photo's colours: 'luminance' (the style painted "
+                                  "in the luminance only; the chroma written is the photo's) or "
+                                  "'histogram' (the style image recoloured to the photo's colour "
+                                  "mean and covariance before optimising); '' (off) paints in the "
+                                  "style's colours.", objective=True, hparam=True, absent="")
     normalize_costs: bool = _field(
         True, "Divide the content cost and each style layer's cost by their value for an image "
         "with no activations (J_content(C, 0), J_style(S, 0)), so that each is a relative error "
@@ -84,7 +105,12 @@ class Config:
                               "neighbouring pixels per pixel), which smooths the image.",
                               objective=True, hparam=True, absent=0.0)
     init: str = _field("content", "Initial image: 'content', 'content_noise' (content + "
-                       "U(-0.25, 0.25), clipped) or 'noise'.", objective=True, hparam=True)
+                       "U(-0.25, 0.25), clipped, as the course does), 'noise' (U(0, 1)), 'style' "
+                       "(the style image, resized to the output's size) or an image file.",
+                       objective=True, hparam=True)
+    init_noise: float = _field(0.0, "Blend this much noise into a content, style or image-file "
+                               "start: (1 - n)*image + n*U(0, 1), from 0 (none) to 1 (all noise).",
+                               objective=True, hparam=True, absent=0.0)
     optimizer: str = _field("lbfgs", "'lbfgs' (SciPy's L-BFGS-B, the paper's optimiser; a step "
                             "is an iteration) or 'adam'.", objective=True, hparam=True,
                             absent="adam")
@@ -137,6 +163,7 @@ class Config:
         # Accept the flag's text form (and lists) so every entry point shares one parser.
         object.__setattr__(self, "style_layers", parse_layer_weights(self.style_layers))
         object.__setattr__(self, "scale_steps", parse_steps(self.scale_steps))
+        object.__setattr__(self, "style_weights", parse_weights(self.style_weights))
         validate(self)
 
     @property
@@ -162,6 +189,7 @@ class Config:
         values = dataclasses.asdict(self)
         values["style_layers"] = format_layer_weights(self.style_layers)
         values["scale_steps"] = format_steps(self.scale_steps)
+        values["style_weights"] = format_weights(self.style_weights)
         return values
 
 
@@ -238,27 +266,41 @@ def format_layer_weights(layers: LayerWeights) -> str:
     return ",".join(f"{name}={weight:g}" for name, weight in layers)
 
 
-def parse_steps(value: Any) -> Steps:
-    """'300,150', 300 or [300, 150] -> (300, 150); '' -> ()."""
+def parse_list(value: Any, convert: Callable[[Any], Any], flag: str, what: str) -> tuple:
+    """A list-valued setting from its flag text ('300,150'), one value or a sequence, each item
+    through `convert`; '' -> ()."""
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]
-    elif isinstance(value, int):
+    elif not isinstance(value, (list, tuple)):
         value = [value]
     try:
-        return tuple(_whole_number(item) for item in value)
+        return tuple(convert(item) for item in value)
     except (TypeError, ValueError):
-        raise UserError(f"--scale_steps must be whole numbers separated by commas, got "
-                        f"{value!r}.") from None
+        raise UserError(f"--{flag} must be {what} separated by commas, got {value!r}.") from None
+
+
+def parse_steps(value: Any) -> Steps:
+    """'300,150', 300 or [300, 150] -> (300, 150); '' -> ()."""
+    return parse_list(value, _whole_number, "scale_steps", "whole numbers")
+
+
+def format_steps(steps: Steps) -> str:
+    return ",".join(str(step) for step in steps)
+
+
+def parse_weights(value: Any) -> Weights:
+    """'0.7,0.3', 0.7 or [0.7, 0.3] -> (0.7, 0.3); '' -> ()."""
+    return parse_list(value, float, "style_weights", "numbers")
+
+
+def format_weights(weights: Weights) -> str:
+    return ",".join(f"{weight:g}" for weight in weights)
 
 
 def _whole_number(item: Any) -> int:
     if isinstance(item, bool) or (isinstance(item, float) and not item.is_integer()):
         raise ValueError(item)
     return int(item)
-
-
-def format_steps(steps: Steps) -> str:
-    return ",".join(str(step) for step in steps)
 
 
 _VGG19_LAYER = re.compile(r"block[1-5]_conv[1-4]$")
@@ -270,8 +312,8 @@ def validate(config: Config) -> None:
     for name in positive:
         if not getattr(config, name) > 0:
             raise UserError(f"--{name} must be positive, got {getattr(config, name)}.")
-    for name in ("alpha", "beta", "tv_weight", "average_decay", "learning_rate", "beta_1",
-                 "beta_2", "epsilon"):
+    for name in ("alpha", "beta", "tv_weight", "average_decay", "init_noise", "style_scale",
+                 "learning_rate", "beta_1", "beta_2", "epsilon"):
         if not math.isfinite(getattr(config, name)):
             raise UserError(f"--{name} must be a finite number, got {getattr(config, name)}.")
     for name in ("image_size", "save_every", "alpha", "beta", "tv_weight", "image_every",
@@ -290,19 +332,27 @@ def validate(config: Config) -> None:
                         f"before the last, or one for each; got {len(config.scale_steps)}.")
     if any(step < 1 for step in config.scale_steps):
         raise UserError(f"--scale_steps must be positive, got {format_steps(config.scale_steps)}.")
+    if config.style_weights and (any(not math.isfinite(weight) or weight < 0
+                                     for weight in config.style_weights)
+                                 or sum(config.style_weights) <= 0):
+        raise UserError(f"--style_weights must be non-negative numbers with a positive sum, got "
+                        f"{format_weights(config.style_weights)}.")
+    if not config.init:
+        raise UserError(f"--init is empty; choose one of: {', '.join(INITS)}, or an image file.")
+    if config.preserve_colors not in ("", *COLOR_MODES):
+        raise UserError(f"Unknown --preserve_colors '{config.preserve_colors}'; choose one of: "
+                        f"{', '.join(COLOR_MODES)}, or '' for the style's colours.")
+    if not 0.1 <= config.style_scale <= 4:
+        raise UserError(f"--style_scale must be from 0.1 to 4, got {config.style_scale}.")
+    if not 0 <= config.init_noise <= 1:
+        raise UserError(f"--init_noise must be in [0, 1], got {config.init_noise}.")
     if not 0 <= config.average_decay < 1:
         raise UserError(f"--average_decay must be in [0, 1), got {config.average_decay}.")
-    if config.optimizer not in OPTIMIZERS:
-        raise UserError(f"Unknown --optimizer '{config.optimizer}'; choose one of: "
-                        f"{', '.join(OPTIMIZERS)}.")
-    if config.init not in INITS:
-        raise UserError(f"Unknown --init '{config.init}'; choose one of: {', '.join(INITS)}.")
-    if config.preprocess not in PREPROCESSING:
-        raise UserError(f"Unknown --preprocess '{config.preprocess}'; choose one of: "
-                        f"{', '.join(PREPROCESSING)}.")
-    if config.precision not in PRECISIONS:
-        raise UserError(f"Unknown --precision '{config.precision}'; choose one of: "
-                        f"{', '.join(PRECISIONS)}.")
+    for name, choices in (("optimizer", OPTIMIZERS), ("pooling", POOLINGS),
+                          ("preprocess", PREPROCESSING), ("precision", PRECISIONS)):
+        if getattr(config, name) not in choices:
+            raise UserError(f"Unknown --{name} '{getattr(config, name)}'; choose one of: "
+                            f"{', '.join(choices)}.")
     if not config.style_layers:
         raise UserError("--style_layers names no layer.")
     for name in (config.content_layer, *config.layer_names):

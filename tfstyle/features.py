@@ -63,20 +63,34 @@ class FrozenConv2D(keras.layers.Conv2D):
         return frozen_conv2d(inputs, tf.convert_to_tensor(kernel), self.flipped_kernel)
 
 
+def _pooling_tiles(inputs: tf.Tensor) -> tf.Tensor:
+    """[batch, H, W, C] -> [batch, H/2, 2, W/2, 2, C]: the 2×2 tiles of a stride-2 pooling."""
+    batch, height, width, channels = keras.ops.shape(inputs)
+    height, width = height // 2, width // 2  # 'valid': an odd last row or column is dropped
+    return tf.reshape(inputs[:, :2 * height, :2 * width], [batch, height, 2, width, 2, channels])
+
+
 class TiledMaxPooling2D(keras.layers.MaxPooling2D):
     """VGG's 2×2, stride-2 max-pooling as a reshape into tiles and a max over each: the same
     values, but its gradient is elementwise, which XLA fuses, where MaxPoolGrad is a scatter
     (11% of the step here, and XLA has no deterministic one). Tied maxima share the gradient."""
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        batch, height, width, channels = keras.ops.shape(inputs)
-        height, width = height // 2, width // 2  # 'valid': an odd last row or column is dropped
-        tiles = tf.reshape(inputs[:, :2 * height, :2 * width],
-                           [batch, height, 2, width, 2, channels])
-        return tf.reduce_max(tiles, axis=[2, 4])
+        return tf.reduce_max(_pooling_tiles(inputs), axis=[2, 4])
 
 
-def _fast_gradient_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+class TiledAveragePooling2D(keras.layers.MaxPooling2D):
+    """--pooling=avg: the mean of each 2×2 tile in place of VGG's max (Gatys et al. 2016 found
+    that it gives smoother pictures), on the same weights and with the same shapes."""
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_mean(_pooling_tiles(inputs), axis=[2, 4])
+
+
+POOLING = {"max": TiledMaxPooling2D, "avg": TiledAveragePooling2D}
+
+
+def _fast_gradient_layer(layer: keras.layers.Layer, pooling: str = "max") -> keras.layers.Layer:
     config = layer.get_config()
     if (type(layer) is keras.layers.Conv2D and config["strides"] == (1, 1)
             and config["padding"] == "same" and config["dilation_rate"] == (1, 1)
@@ -86,14 +100,16 @@ def _fast_gradient_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
     if (type(layer) is keras.layers.MaxPooling2D and config["pool_size"] == (2, 2)
             and config["strides"] == (2, 2) and config["padding"] == "valid"
             and config["data_format"] == "channels_last"):
-        return TiledMaxPooling2D.from_config(config)
+        return POOLING[pooling].from_config(config)
     return layer.__class__.from_config(config)
 
 
-def with_fast_gradients(model: keras.Model) -> keras.Model:
+def with_fast_gradients(model: keras.Model, pooling: str = "max") -> keras.Model:
     """A frozen copy of `model` computing the same activations, with its convolutions and
-    max-pooling replaced by FrozenConv2D and TiledMaxPooling2D where they apply."""
-    copy = keras.models.clone_model(model, clone_function=_fast_gradient_layer)
+    max-pooling replaced by FrozenConv2D and TiledMaxPooling2D where they apply (or, with
+    `pooling='avg'`, TiledAveragePooling2D)."""
+    copy = keras.models.clone_model(
+        model, clone_function=lambda layer: _fast_gradient_layer(layer, pooling))
     copy.set_weights(model.get_weights())
     for layer in copy.layers:
         if isinstance(layer, FrozenConv2D):
@@ -102,28 +118,30 @@ def with_fast_gradients(model: keras.Model) -> keras.Model:
     return copy
 
 
-# One model per precision of the usual weights source: a layer's dtype policy is fixed when it
-# is built, so float32 and mixed runs cannot share one.
-@functools.lru_cache(maxsize=3)
-def _cached_vgg19(source: str, precision: str) -> tuple[tf.keras.Model, str]:
+# One model per precision and pooling of the usual weights source: a layer's dtype policy is
+# fixed when it is built, so float32 and mixed runs cannot share one.
+@functools.lru_cache(maxsize=4)
+def _cached_vgg19(source: str, precision: str, pooling: str) -> tuple[tf.keras.Model, str]:
     # Loading weights takes a second or more; notebooks and the API call stylize() repeatedly.
     # Mixed policies keep the variables float32, so every weights file loads unchanged.
     with dtype_policy_scope(precision):
         vgg, description = load_vgg19(source)
-        return with_fast_gradients(vgg), description
+        return with_fast_gradients(vgg, pooling), description
 
 
 class FeatureExtractor:
     """Maps images [batch, H, W, 3] (RGB in [0, 1], H and W >= 32) to {layer: activations}.
 
-    The Keras model ends at the deepest requested layer, so nothing past it is computed. With a
-    mixed `precision` ('mixed_float16', 'mixed_bfloat16') its layers compute in 16 bits while
-    the inputs, the preprocessing and the returned activations stay float32.
+    The Keras model ends at the deepest requested layer, so nothing past it is computed;
+    `pooling` is 'max' (VGG19's own) or 'avg'. With a mixed `precision` ('mixed_float16',
+    'mixed_bfloat16') its layers compute in 16 bits while the inputs, the preprocessing and the
+    returned activations stay float32.
     """
 
     def __init__(self, layers: Sequence[str], weights: str = "auto",
-                 preprocess: str = "imagenet", precision: str = "float32") -> None:
-        vgg, self.weights_description = _cached_vgg19(weights, precision)
+                 preprocess: str = "imagenet", precision: str = "float32",
+                 pooling: str = "max") -> None:
+        vgg, self.weights_description = _cached_vgg19(weights, precision, pooling)
         known = [layer.name for layer in vgg.layers]
         unknown = [name for name in layers if name not in known]
         if unknown:

@@ -110,11 +110,14 @@ class StopRequests:
 
 def optimize(stages: Sequence[Stage], begin: BeginStage, save: Callable[[np.ndarray, int], None],
              save_every: int = 0, callbacks: Sequence[StepCallback] = (), start_step: int = 0,
-             checkpoint_every: int = 0, precision: str = "float32") -> Result:
+             checkpoint_every: int = 0, precision: str = "float32",
+             finish: Callable[[np.ndarray], np.ndarray] = lambda pictures: pictures) -> Result:
     """Run the stages' steps after `start_step`. `save(image, step)` every `save_every` steps and
     always at the end, also when SIGINT/SIGTERM/Ctrl-C stops the run early; the stage's
     checkpoint every `checkpoint_every` steps and when stopped early. Raises NonFiniteCost
-    (after saving the last good image) when a cost goes bad."""
+    (after saving the last good image) when a cost goes bad. What is saved, shown to the
+    callbacks and returned is `finish` of the stage's picture (a post-process such as
+    colors.finisher); the next scale starts from the picture itself."""
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     last = stages[-1].last_step
@@ -122,6 +125,9 @@ def optimize(stages: Sequence[Stage], begin: BeginStage, save: Callable[[np.ndar
     stop = StopRequests()
     interrupted = False
     run: Optional[StageRun] = None
+
+    def written() -> np.ndarray:
+        return finish(run.picture())
 
     def after_step(stage: Stage, step: int, costs: dict[str, float]) -> bool:
         nonlocal done
@@ -131,9 +137,9 @@ def optimize(stages: Sequence[Stage], begin: BeginStage, save: Callable[[np.ndar
             run.average.update()
         # Written before the callbacks run, so a preview callback shows this step's file.
         if save_every and step % save_every == 0 and step < last and not stop.signal_name:
-            save(run.picture(), step)
+            save(written(), step)
         iterate = Iterate(step, last, stage.scale, len(stages), stage.size, costs,
-                          run.optimizer.learning_rate, run.picture)
+                          run.optimizer.learning_rate, written)
         for callback in callbacks:
             callback(iterate)
         if stop.signal_name:
@@ -155,7 +161,7 @@ def optimize(stages: Sequence[Stage], begin: BeginStage, save: Callable[[np.ndar
                                       lambda step, costs, stage=stage: after_step(stage, step,
                                                                                   costs))
                 except NonFiniteCosts as error:
-                    save(run.picture(), done)
+                    save(written(), done)
                     bad = first_bad_cost(error.costs)
                     raise NonFiniteCost(done + 1, bad, error.costs[bad], precision) from None
                 if stop.signal_name:
@@ -167,7 +173,7 @@ def optimize(stages: Sequence[Stage], begin: BeginStage, save: Callable[[np.ndar
     interrupted = interrupted or bool(stop.signal_name)
     if run is None:  # interrupted before the first stage was set up: nothing to write
         raise KeyboardInterrupt
-    image = run.picture()
+    image = written()
     save(image, done)
     if run.checkpoint and (interrupted or (checkpoint_every and done % checkpoint_every)):
         run.checkpoint(done)

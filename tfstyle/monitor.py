@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import keras
 import numpy as np
@@ -21,7 +21,7 @@ from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api
 
 from tfstyle import images
-from tfstyle.config import Config, absent_settings, hparam_settings, make_config
+from tfstyle.config import INITS, Config, absent_settings, hparam_settings, make_config
 from tfstyle.errors import UserError
 from tfstyle.loop import Iterate, Result
 from tfstyle.schedule import Stage
@@ -48,8 +48,10 @@ def recorded_config(config: Config) -> dict[str, Any]:
     settings = dataclasses.asdict(config)
     for name in SESSION_SETTINGS:  # how this run was started, not how the image was made
         settings.pop(name)
-    settings["content"] = ",".join(_absolute(path) for path in config.content.split(","))
-    settings["style"] = _absolute(config.style)
+    for name in ("content", "style", "style_masks"):
+        settings[name] = ",".join(_absolute(path) for path in getattr(config, name).split(","))
+    if config.init not in INITS:  # an image file
+        settings["init"] = _absolute(config.init)
     return settings
 
 
@@ -104,6 +106,8 @@ def flag_lines(config: Config) -> list[str]:
             lines.append("--style_layers=" + ",".join(f"{layer}={weight!r}" for layer, weight in value))
         elif name == "scale_steps":
             lines.append("--scale_steps=" + ",".join(str(steps) for steps in value))
+        elif name == "style_weights":
+            lines.append("--style_weights=" + ",".join(repr(weight) for weight in value))
         else:
             lines.append(f"--{name}={value}")
     return lines
@@ -154,7 +158,7 @@ class TensorBoardLog:
     """One run's costs, images, settings and hparams in a new sub-directory of config.logdir."""
 
     def __init__(self, config: Config, stages: list[Stage], weights_description: str,
-                 content: np.ndarray, style: np.ndarray) -> None:
+                 content: Optional[np.ndarray], styles: Sequence[np.ndarray]) -> None:
         self.log_every = config.log_every
         self.image_every = config.image_every or max(1, stages[-1].last_step // IMAGES_PER_RUN)
         self.directory = claim_run_directory(config.logdir, config.run_name)
@@ -170,10 +174,13 @@ class TensorBoardLog:
             tf.summary.text("config", f"tfstyle {version()}; re-run with `python -m tfstyle.run "
                                       f"--flagfile=FILE`, FILE holding:\n\n{text}")
             hparams_api.hparams(hparams_of(config, weights_description, stages[-1].size,
-                                           len(content)),
+                                           1 if content is None else len(content)),
                                 trial_id=os.path.basename(self.directory))
-            tf.summary.image("input/content", content, max_outputs=len(content))
-            tf.summary.image("input/style", style)
+            if content is not None:  # a texture has none
+                tf.summary.image("input/content", content, max_outputs=len(content))
+            for number, image in enumerate(styles, 1):
+                tf.summary.image("input/style" if number == 1 else f"input/style_{number}",
+                                 image, max_outputs=len(image))
         self.writer.flush()
 
     def __call__(self, iterate: Iterate) -> None:
@@ -298,9 +305,9 @@ class RunMonitor:
     """The step callback that feeds the progress bar and TensorBoard (either may be off)."""
 
     def __init__(self, config: Config, stages: list[Stage], weights_description: str,
-                 content: np.ndarray, style: np.ndarray) -> None:
+                 content: Optional[np.ndarray], styles: Sequence[np.ndarray]) -> None:
         self.progress = None if config.quiet else Progress(stages)
-        self.tensorboard = (TensorBoardLog(config, stages, weights_description, content, style)
+        self.tensorboard = (TensorBoardLog(config, stages, weights_description, content, styles)
                             if config.logdir else None)
         if self.tensorboard:
             logging.info("TensorBoard logs: %s", self.tensorboard.directory)

@@ -23,7 +23,7 @@ an image too large for one pass.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +31,8 @@ import tensorflow as tf
 from tfstyle.config import Config
 from tfstyle.costs import content_cost, gram_matrix, gram_style_cost, total_variation_cost
 from tfstyle.features import FeatureExtractor, layer_shape
+from tfstyle.style import Style, StyleTarget, generated_grams
+from tfstyle.style import target as style_target
 
 Costs = dict[str, tf.Tensor]
 Features = dict[str, tf.Tensor]
@@ -47,16 +49,18 @@ class Term:
 class Objective:
     """The costs of images [batch, H, W, 3] (RGB in [0, 1], `size` = (W, H)) against
     `content_target` (the content layer's activations of the content images, one per generated
-    image) and `style_grams` (one per style layer, [1, n_C, n_C])."""
+    image; None for texture synthesis, which has no content term) and `styles` (one
+    StyleTarget per style image)."""
 
     tiled = False
 
-    def __init__(self, config: Config, extractor: FeatureExtractor, content_target: tf.Tensor,
-                 style_grams: Sequence[tf.Tensor], size: tuple[int, int]) -> None:
+    def __init__(self, config: Config, extractor: FeatureExtractor,
+                 content_target: Optional[tf.Tensor], styles: Sequence[StyleTarget],
+                 size: tuple[int, int]) -> None:
         self.config = config
         self.extractor = extractor
         self.content_target = content_target
-        self.style_grams = list(style_grams)
+        self.styles = list(styles)
         self.layer_weights = [weight for _, weight in config.style_layers]
         self.size = size
         width, height = size
@@ -64,39 +68,61 @@ class Objective:
         self.layer_sizes = [float(np.prod(layer_shape(name, height, width)))
                             for name in config.layer_names]
         self.content_scale: Optional[tf.Tensor] = None
-        self.layer_scales: Optional[list[tf.Tensor]] = None
+        self.layer_scales: Optional[list[list[tf.Tensor]]] = None
         if config.normalize_costs:
-            # The costs of zero activations, per content image and per style layer.
-            self.content_scale = 1.0 / content_cost(content_target, tf.zeros_like(content_target))
-            self.layer_scales = [1.0 / gram_style_cost(gram, tf.zeros_like(gram), size)
-                                 for gram, size in zip(self.style_grams, self.layer_sizes)]
-        self.terms = [Term("content", config.alpha), Term("style", config.beta)]
+            # The costs of zero activations, per content image and per style and layer; a
+            # region of zeros has a zero target and no cost to scale.
+            if content_target is not None:
+                self.content_scale = 1.0 / content_cost(content_target,
+                                                        tf.zeros_like(content_target))
+            self.layer_scales = [
+                [tf.math.divide_no_nan(1.0, gram_style_cost(gram, tf.zeros_like(gram), size))
+                 for gram, size in zip(style.grams, self.layer_sizes)] for style in self.styles]
+        self.terms = [Term("style", config.beta)]
+        if content_target is not None:
+            self.terms.insert(0, Term("content", config.alpha))
         if config.tv_weight:
             self.terms.append(Term("tv", config.tv_weight))
 
-    @classmethod
-    def of_images(cls, config: Config, extractor: FeatureExtractor, content: np.ndarray,
-                  style: np.ndarray) -> "Objective":
-        """The objective of `content` ([batch, H, W, 3]) and `style` ([1, h, w, 3])."""
-        style_features = extractor(style)
-        grams = [gram_matrix(style_features[name]) for name in config.layer_names]
-        target = extractor(content)[config.content_layer]
-        return cls(config, extractor, target, grams, (content.shape[2], content.shape[1]))
+    @property
+    def masked(self) -> bool:
+        return any(style.masks is not None for style in self.styles)
 
-    def costs_from(self, content: tf.Tensor, grams: Sequence[tf.Tensor],
+    @classmethod
+    def of_images(cls, config: Config, extractor: FeatureExtractor,
+                  content: Optional[np.ndarray], styles: Sequence[Style],
+                  size: tuple[int, int]) -> "Objective":
+        """The objective of `content` ([batch, H, W, 3], None for a texture) and `styles`, for
+        generated images of `size` = (W, H)."""
+        targets = []
+        for style in styles:
+            features = extractor(style.image)
+            targets.append(style_target(config, style, [gram_matrix(features[name])
+                                                        for name in config.layer_names], size))
+        content_target = None if content is None else extractor(content)[config.content_layer]
+        return cls(config, extractor, content_target, targets, size)
+
+    def costs_from(self, content: Optional[tf.Tensor], grams: Sequence[Sequence[tf.Tensor]],
                    image: tf.Tensor) -> Costs:
         """Every term's value per image ([batch]) and their weighted sum 'total', from the
-        unweighted content cost, the generated image's Gram matrices and its pixels."""
-        if self.content_scale is not None:
-            content = content * self.content_scale
-        layers = [tf.cast(weight, tf.float32) * gram_style_cost(target, gram, size)
-                  for weight, target, gram, size in zip(self.layer_weights, self.style_grams,
-                                                        grams, self.layer_sizes)]
-        if self.layer_scales is not None:
-            layers = [term * scale for term, scale in zip(layers, self.layer_scales)]
-        parts: Costs = {"content": content, "style": tf.add_n(layers),
-                        **{f"style/{name}": term
-                           for name, term in zip(self.config.layer_names, layers)}}
+        unweighted content cost (None without a content term), the generated image's Gram
+        matrices for each style (in its region) and layer, and its pixels."""
+        parts: Costs = {}
+        if content is not None:
+            parts["content"] = content if self.content_scale is None else (
+                content * self.content_scale)
+        layers = []  # Σ_s λ_l·w_s·J_style^[l](S_s, G), each relative when normalised
+        for index, (weight, size) in enumerate(zip(self.layer_weights, self.layer_sizes)):
+            per_style = []
+            for number, (style, style_grams) in enumerate(zip(self.styles, grams)):
+                term = tf.cast(weight, tf.float32) * (style.weight * gram_style_cost(
+                    style.grams[index], style_grams[index], size))
+                if self.layer_scales is not None:
+                    term = term * self.layer_scales[number][index]
+                per_style.append(term)
+            layers.append(tf.add_n(per_style))
+        parts["style"] = tf.add_n(layers)
+        parts.update({f"style/{name}": term for name, term in zip(self.config.layer_names, layers)})
         if self.config.tv_weight:
             parts["tv"] = total_variation_cost(image)
         total = tf.add_n([tf.cast(term.weight, tf.float32) * parts[term.name]
@@ -108,10 +134,11 @@ class Objective:
         if tuple(image.shape[2:0:-1]) != self.size:
             raise ValueError(f"The objective is for images of {self.size}, not {image.shape}.")
         features = self.extractor(image)
-        generated = features[self.config.content_layer]
-        return self.costs_from(content_cost(self.content_target, generated),
-                               [gram_matrix(features[name]) for name in self.config.layer_names],
-                               image)
+        grams = generated_grams(features, self.config.layer_names,
+                                [style.masks for style in self.styles])
+        content = (None if self.content_target is None else
+                   content_cost(self.content_target, features[self.config.content_layer]))
+        return self.costs_from(content, grams, image)
 
     def costs(self, image: tf.Tensor) -> Costs:
         """image_costs() summed over the batch: image i's gradient comes from its terms alone,

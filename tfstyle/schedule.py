@@ -13,7 +13,7 @@ from it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -38,10 +38,19 @@ class Stage:
         return self.last_step - self.first_step
 
 
-def plan(config: Config, content_size: Size, style_size: Size) -> list[Stage]:
+def style_size_at(config: Config, style_size: Size, size: Size) -> Size:
+    """The size the style image takes for a generated image of `size`: as many pixels (aspect
+    kept; the same square in --image_size mode), times --style_scale on each side, so that a
+    larger scale paints larger strokes."""
+    scaled = (max(1, round(size[0] * config.style_scale)),
+              max(1, round(size[1] * config.style_scale)))
+    return scaled if config.image_size else images.match_area(style_size, scaled)
+
+
+def plan(config: Config, content_size: Size, style_sizes: Sequence[Size]) -> list[Stage]:
     """The run's stages for a content image of `content_size` (width, height); refuses a first
-    scale at which the content or the style image (as many pixels as the content's) would be
-    too small for VGG19."""
+    scale at which the content or a style image (see style_size_at) would be too small for
+    VGG19."""
     final = images.fit_size(content_size, config.max_size, config.image_size)
     stages, first = [], 0
     for index, steps in enumerate(config.steps_per_scale):
@@ -54,12 +63,20 @@ def plan(config: Config, content_size: Size, style_size: Size) -> list[Stage]:
         stages.append(Stage(index + 1, size, first, first + steps))
         first += steps
     size = stages[0].size
-    style = size if config.image_size else images.match_area(style_size, size)
-    for what, (width, height) in (("image", size), ("style image", style)):
-        if min(width, height) < images.MIN_SIDE and config.scales > 1:
-            raise UserError(f"With --scales={config.scales}, the {what} would be {width}x{height} "
-                            f"pixels at the first scale, and VGG19 needs at least "
-                            f"{images.MIN_SIDE} on each side; use fewer --scales or a larger size.")
+    for what, (width, height) in (("image", size), *(
+            ("style image", style_size_at(config, style_size, size))
+            for style_size in style_sizes)):
+        if min(width, height) < images.MIN_SIDE:
+            remedies = ["a larger size"]
+            if config.scales > 1:
+                remedies.append("fewer --scales")
+            if what == "style image":
+                remedies.append("a larger --style_scale")
+            where = (f"With --scales={config.scales}, the {what} would be {width}x{height} pixels "
+                     "at the first scale" if config.scales > 1 else
+                     f"The {what} would be {width}x{height} pixels")
+            raise UserError(f"{where}, and VGG19 needs at least {images.MIN_SIDE} on each side; "
+                            f"use {' or '.join(remedies)}.")
     return stages
 
 
@@ -69,20 +86,27 @@ def stage_of(stages: list[Stage], step: int) -> Stage:
     return next(stage for stage in stages if step <= stage.last_step)
 
 
-def initial_image(init: str, content: np.ndarray, seed: int) -> np.ndarray:
-    """'content', 'content_noise' (content + U(−0.25, 0.25), clipped, as the course does) or
-    'noise' (U(0, 1)), for an image [H, W, 3] or a batch [B, H, W, 3].
+def initial_image(init: str, content: np.ndarray, seed: int, noise: float = 0.0,
+                  picture: Optional[np.ndarray] = None) -> np.ndarray:
+    """Where the optimisation starts, for an image [H, W, 3] or a batch [B, H, W, 3]:
+    'content', 'content_noise' (content + U(−0.25, 0.25), clipped, as the course does), 'noise'
+    (U(0, 1)), or `picture` [H, W, 3] (--init=style or an image file, at the content's size).
+    With `noise` = n > 0, a content or picture start is blended with noise:
+    (1 − n)·image + n·U(0, 1).
 
     Each image of a batch draws its noise from `seed` afresh, so it starts exactly where a run
     of that image alone would (a batch of one draws the same numbers either way)."""
     if content.ndim == 4:
-        return np.stack([initial_image(init, image, seed) for image in content])
+        return np.stack([initial_image(init, image, seed, noise, picture) for image in content])
     rng = np.random.default_rng(seed)
-    if init == "content":
-        return content.copy()
+    if init == "noise":
+        return rng.uniform(0.0, 1.0, content.shape).astype(np.float32)
     if init == "content_noise":
         return np.clip(content + rng.uniform(-0.25, 0.25, content.shape), 0.0, 1.0).astype(np.float32)
-    return rng.uniform(0.0, 1.0, content.shape).astype(np.float32)
+    start = content if init == "content" else picture
+    if noise:
+        return ((1.0 - noise) * start + noise * rng.uniform(0.0, 1.0, start.shape)).astype(np.float32)
+    return start.astype(np.float32, copy=True)
 
 
 def upsample(image: np.ndarray, size: Size) -> np.ndarray:

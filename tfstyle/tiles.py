@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -32,6 +32,8 @@ from tfstyle.config import Config
 from tfstyle.costs import content_cost, gram_matrix
 from tfstyle.features import FeatureExtractor, layer_shape, layer_stride, receptive_field
 from tfstyle.objective import Costs, Objective
+from tfstyle.style import Style, generated_grams
+from tfstyle.style import target as style_target
 
 ALIGN = 16  # VGG19's total pooling stride: tiles start on its multiples so poolings line up
 
@@ -93,18 +95,19 @@ class TiledObjective:
 
     tiled = True
 
-    def __init__(self, config: Config, extractor: FeatureExtractor, content: np.ndarray,
-                 style: np.ndarray, tile: int) -> None:
+    def __init__(self, config: Config, extractor: FeatureExtractor,
+                 content: Optional[np.ndarray], styles: Sequence[Style], size: tuple[int, int],
+                 tile: int) -> None:
         self.config = config
         self.extractor = extractor
         self.layers = (config.content_layer, *config.layer_names)
         self.tile = tile
         self.margin = halo(self.layers)
         self._passes: dict[tuple, Callable] = {}
-        height, width = content.shape[1:3]
-        target = self._assemble(content, config.content_layer)
-        grams = self._grams(style)
-        self.objective = Objective(config, extractor, target, grams, (width, height))
+        target = None if content is None else self._assemble(content, config.content_layer)
+        targets = [style_target(config, style, self._grams(style.image), size)
+                   for style in styles]
+        self.objective = Objective(config, extractor, target, targets, size)
 
     # --- geometry ---
 
@@ -174,64 +177,83 @@ class TiledObjective:
 
     # --- the passes ---
 
-    def _sums(self, region: tf.Tensor, target: tf.Tensor, masks: list[tf.Tensor],
-              content_share: float) -> tuple[tf.Tensor, list[tf.Tensor]]:
-        """The tile's part of the sums: its core's content cost (a share of the image's) and its
-        core's Gram matrix at each style layer."""
+    def _sums(self, region: tf.Tensor, target: Optional[tf.Tensor], masks: list[tf.Tensor],
+              regions: list[Optional[list[tf.Tensor]]], content_share: float
+              ) -> tuple[Optional[tf.Tensor], list[list[tf.Tensor]]]:
+        """The tile's part of the sums: its core's content cost (a share of the image's; None
+        without a content term) and, for each style, its core's Gram matrix at each style layer
+        (of the activations in the style's region, `regions`, where it has one)."""
         features = self.extractor(region)
-        content_mask, *style_masks = masks
-        generated = features[self.config.content_layer] * content_mask
-        content = content_cost(target * content_mask, generated) * content_share
-        grams = [gram_matrix(features[name] * mask)
-                 for name, mask in zip(self.config.layer_names, style_masks)]
-        return content, grams
+        content_mask, *core_masks = masks
+        content = None
+        if target is not None:
+            generated = features[self.config.content_layer] * content_mask
+            content = content_cost(target * content_mask, generated) * content_share
+        cores = {name: features[name] * mask
+                 for name, mask in zip(self.config.layer_names, core_masks)}
+        return content, generated_grams(cores, self.config.layer_names, regions)
 
-    def _region_gradient(self, region: tf.Tensor, target: tf.Tensor, masks: list[tf.Tensor],
-                         content_share: float, content_weight: tf.Tensor,
-                         gram_weights: list[tf.Tensor]) -> tf.Tensor:
+    def _region_gradient(self, region: tf.Tensor, target: Optional[tf.Tensor],
+                         masks: list[tf.Tensor], regions: list[Optional[list[tf.Tensor]]],
+                         content_share: float, content_weight: Optional[tf.Tensor],
+                         gram_weights: list[list[tf.Tensor]]) -> tf.Tensor:
         """∂/∂region of Σ_k <∂J/∂s_k, s_k,tile>."""
         with tf.GradientTape() as tape:
             tape.watch(region)
-            content, grams = self._sums(region, target, masks, content_share)
-            linear = tf.reduce_sum(content_weight * content) + tf.add_n(
-                [tf.reduce_sum(weight * gram) for weight, gram in zip(gram_weights, grams)])
+            content, grams = self._sums(region, target, masks, regions, content_share)
+            linear = tf.add_n([tf.reduce_sum(weight * gram)
+                               for style_weights, style_grams in zip(gram_weights, grams)
+                               for weight, gram in zip(style_weights, style_grams)])
+            if content is not None:
+                linear += tf.reduce_sum(content_weight * content)
         return tape.gradient(linear, region)
 
     def _tile_inputs(self, image: np.ndarray, rows: Span, columns: Span):
         region = image[:, rows.region_start:rows.region_end, columns.region_start:columns.region_end]
-        name = self.config.content_layer
-        window = self.window(name, rows, columns)
-        target = self.objective.content_target[:, window[0], window[1]]
         masks = [tf.constant(self.mask(layer, rows, columns)) for layer in self.layers]
-        # The content cost divides by the size of the activations it sums over: the region's
-        # layer here, the whole image's in the total.
-        whole = np.prod(self.objective.content_target.shape[1:])
-        share = float(np.prod(target.shape[1:]) / whole)
-        return tf.constant(region), target, masks, share
+        # Each style's region, cut to this tile's region at each layer.
+        regions = [None if style.masks is None else
+                   [mask[:, window[0], window[1]] for mask, window in
+                    zip(style.masks, (self.window(name, rows, columns)
+                                      for name in self.config.layer_names))]
+                   for style in self.objective.styles]
+        target, share = None, 0.0
+        if self.objective.content_target is not None:
+            window = self.window(self.config.content_layer, rows, columns)
+            target = self.objective.content_target[:, window[0], window[1]]
+            # The content cost divides by the size of the activations it sums over: the
+            # region's layer here, the whole image's in the total.
+            whole = np.prod(self.objective.content_target.shape[1:])
+            share = float(np.prod(target.shape[1:]) / whole)
+        return tf.constant(region), target, masks, regions, share
 
     def _evaluate(self, image: np.ndarray, gradient: bool) -> tuple[Costs, tf.Tensor]:
         height, width = image.shape[1:3]
-        content, grams = 0.0, None
+        content, grams = None, None
         tiles = self.tiles(height, width)
         inputs = [self._tile_inputs(image, rows, columns) for rows, columns in tiles]
-        for region, target, masks, share in inputs:
+        for region, target, masks, regions, share in inputs:
             part, tile_grams = self._compiled("sums", self._sums, (region.shape, share))(
-                region, target, masks, share)
-            content = content + part
-            grams = tile_grams if grams is None else [a + b for a, b in zip(grams, tile_grams)]
+                region, target, masks, regions, share)
+            if part is not None:
+                content = part if content is None else content + part
+            grams = tile_grams if grams is None else [
+                [a + b for a, b in zip(total, more)] for total, more in zip(grams, tile_grams)]
         whole = tf.constant(image)
+        watched = [grams, whole] + ([] if content is None else [content])
         with tf.GradientTape() as tape:
-            tape.watch([content, grams, whole])
+            tape.watch(watched)
             costs = self.objective.costs_from(content, grams, whole)
             total = tf.reduce_sum(costs["total"])
         costs = {name: tf.reduce_sum(value) for name, value in costs.items()}
         if not gradient:
             return costs, None
-        content_weight, gram_weights, image_gradient = tape.gradient(total, [content, grams, whole])
+        gram_weights, image_gradient, *content_weight = tape.gradient(total, watched)
+        content_weight = content_weight[0] if content_weight else None
         result = image_gradient.numpy() if image_gradient is not None else np.zeros_like(image)
-        for (rows, columns), (region, target, masks, share) in zip(tiles, inputs):
+        for (rows, columns), (region, target, masks, regions, share) in zip(tiles, inputs):
             part = self._compiled("gradient", self._region_gradient, (region.shape, share))(
-                region, target, masks, share, content_weight, gram_weights)
+                region, target, masks, regions, share, content_weight, gram_weights)
             result[:, rows.region_start:rows.region_end,
                    columns.region_start:columns.region_end] += part.numpy()
         return costs, tf.constant(result)
