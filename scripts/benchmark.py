@@ -174,7 +174,7 @@ def run_memory_probe(size: int) -> None:
 def tfstyle_estimate_mb(size: int) -> float:
     """What tfstyle's pre-run memory check (features.step_memory_bytes) expects for the step."""
     config = make_config(preset="coursera", image_size=size)
-    return step_memory_bytes(size, size, (config.content_layer, *config.layer_names)) / 2 ** 20
+    return step_memory_bytes(size, size, config.layers) / 2 ** 20
 
 
 # --- the two steps ------------------------------------------------------------------------

@@ -56,8 +56,8 @@ def test_each_image_of_a_batch_ends_as_if_run_alone(content_array, style_array):
     contents = np.stack([content_array[:48, :64], second_content()[:48, :64]])
     style = style_array[None, :48, :48]
     config = make_config(**settings(steps=5))
-    path = vgg19_path(config.content_layer, *config.layer_names)
-    step_path = vgg19_step_path(config.content_layer, *config.layer_names, pixels=48 * 64)
+    path = vgg19_path(*config.layers)
+    step_path = vgg19_step_path(*config.layers, pixels=48 * 64)
     batched = make_stage(config, contents, style).optimizer
     start = tf.convert_to_tensor(batched.image)
     batch_costs = batched.objective.image_costs(start)

@@ -66,6 +66,8 @@ def test_flagfile_and_presets(tmp_path, image_files):
     (["--content={content}", "--style={style}", "--output={out}", "--weights={content}"], "weights"),
     (["--content={content}", "--style={style}", "--output={out}",
       "--style_layers=block1_conv1=x"], "not a number"),
+    (["--content={content}", "--style={style}", "--output={out}", "--content_layer=block4_conv2",
+      "--content_layers=block4_conv2"], "not both"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, image_files, args, words):
     content, style = image_files
@@ -76,6 +78,26 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, image_files, args, words):
     assert len(errors) == 1 and words in errors[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out.png").exists()
+
+
+def test_content_layer_flags_old_and_new():
+    from absl import flags
+
+    from tfstyle import run
+
+    def config_of(*args):
+        flag_values = flags.FlagValues()
+        run.define_flags(flag_values)
+        flag_values(["tfstyle", "--content=c.png", "--style=s.png", "--output=o.png", *args])
+        return run.config_from_flags(flag_values)
+
+    assert config_of().content_layers == (("block4_conv2", 1.0),)
+    assert config_of("--preset=coursera").content_layers == (("block5_conv4", 1.0),)
+    assert config_of("--content_layer=block3_conv2").content_layers == (("block3_conv2", 1.0),)
+    several = config_of("--content_layers=block2_conv2=0.5,block4_conv2",
+                        "--style_layer_weight_exp=2")
+    assert several.content_layers == (("block2_conv2", 0.5), ("block4_conv2", 1.0))
+    assert several.style_layer_weight_exp == 2.0
 
 
 def test_helpfull_lists_every_setting():

@@ -13,7 +13,8 @@ def test_defaults_are_the_default_preset():
 
 def test_coursera_preset_matches_the_course():
     config = make_config("coursera")
-    assert (config.image_size, config.preprocess, config.content_layer) == (400, "none", "block5_conv4")
+    assert (config.image_size, config.preprocess, config.content_layers) == (
+        400, "none", (("block5_conv4", 1.0),))
     assert (config.alpha, config.beta, config.learning_rate) == (10.0, 40.0, 0.01)
     assert config.init == "content_noise"
     assert config.style_layers == GATYS_STYLE_LAYERS
@@ -51,11 +52,15 @@ def test_style_layers_accept_text_and_pairs():
     (dict(max_size=0), "--max_size must be positive"),
     (dict(image_size=-5), "--image_size must not be negative"),
     (dict(init=""), "--init is empty"),
+    (dict(content_layers=""), "--content_layers names no layer"),
+    (dict(content_layers="block4_conv2=-1"), "--content_layers weights must be non-negative"),
+    (dict(content_layers="block4_conv2=nan"), "the weight of block4_conv2 must be a finite"),
+    (dict(style_layer_weight_exp=0.0), "--style_layer_weight_exp must be from 0.1 to 10"),
     (dict(init_noise=1.5), r"--init_noise must be in \[0, 1\]"),
     (dict(pooling="min"), "Unknown --pooling .min.; choose one of: max, avg"),
     (dict(preprocess="caffe"), "Unknown --preprocess"),
-    (dict(content_layer="block6_conv1"), "not a VGG19 convolution layer"),
-    (dict(content_layer="block2_conv3"), "not a VGG19 convolution layer"),
+    (dict(content_layers="block6_conv1"), "not a VGG19 convolution layer"),
+    (dict(content_layers="block4_conv2,block2_conv3"), "not a VGG19 convolution layer"),
     (dict(style_layers="block1_conv1=abc"), "is not a number"),
     (dict(style_layers="block1_conv1=0,block2_conv1=0"), "sum to a positive number"),
     (dict(style_layers="block1_conv1=-1,block2_conv1=2"), "non-negative"),
@@ -72,6 +77,12 @@ def test_style_layers_accept_text_and_pairs():
 def test_bad_settings_are_refused_with_a_sentence(changes, words):
     with pytest.raises(UserError, match=words):
         Config(**changes)
+
+
+def test_the_older_content_layer_setting_is_one_content_layer_and_not_both():
+    assert make_config(content_layer="block3_conv2").content_layers == (("block3_conv2", 1.0),)
+    with pytest.raises(UserError, match="not both"):
+        make_config(content_layer="block4_conv2", content_layers="block4_conv2")
 
 
 def test_unknown_preset_and_setting():

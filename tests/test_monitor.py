@@ -103,7 +103,7 @@ def test_images_hparams_and_config_text_are_logged(two_runs):
         assert hparams["learning_rate"].number_value == 0.05
         assert hparams["style_layers"].string_value == LAYERS
         assert hparams["size"].string_value == "48x38"
-        assert {"beta", "content_layer", "init", "preset", "weights", "weights_source",
+        assert {"beta", "content_layers", "init", "preset", "weights", "weights_source",
                 "seed", "steps"} <= set(hparams)
 
         text = tf.make_ndarray(events.Tensors("config")[0].tensor_proto).item().decode()
@@ -185,6 +185,17 @@ def test_the_run_record_round_trips(tmp_path, content_array):
     images.save_image(content_array, tmp_path / "out.jpg", monitor.run_record(config, 7))
     with pytest.raises(UserError, match="not a PNG"):
         monitor.read_run_record(str(tmp_path / "out.jpg"))
+
+
+def test_a_record_from_before_several_content_layers_still_reruns(tmp_path, content_array):
+    config = tfstyle.make_config("coursera", output=str(tmp_path / "out.png"),
+                                 content_layers="block3_conv2")
+    record = monitor.run_record(config, 7)
+    old = json.loads(record["tfstyle"])
+    del old["config"]["content_layers"], old["config"]["style_layer_weight_exp"]
+    old["config"]["content_layer"] = "block3_conv2"
+    images.save_image(content_array, config.output, {"tfstyle": json.dumps(old)})
+    assert monitor.read_run_record(config.output) == config
 
 
 def test_relative_input_paths_are_recorded_absolute(tmp_path, content_array, monkeypatch):

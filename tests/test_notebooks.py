@@ -23,6 +23,7 @@ def tiny_parameters(tmp_path: Path) -> dict[str, dict]:
     return {
         "quickstart.ipynb": dict(
             MAX_SIZE=208, SCALE_STEPS="2", STEPS=2, PREVIEW_EVERY=2,
+            CONTENT_LAYERS="block2_conv2=0.5,block4_conv2=1", STYLE_LAYER_WEIGHT_EXP=2.0,
             OUTPUT=str(tmp_path / "stylized.png"),
             LOGDIR=str(tmp_path / "runs"), TENSORBOARD=False, UPLOAD=False),
         "coursera_walkthrough.ipynb": dict(

@@ -20,8 +20,8 @@ def batch(content_array, style_array):
 
 
 def objective_for(batch, **settings):
-    settings = {"tv_weight": 0.0, **settings}
-    config = make_config(style_layers=LAYERS, content_layer="block3_conv2", scales=1, **settings)
+    settings = {"tv_weight": 0.0, "content_layers": "block3_conv2", **settings}
+    config = make_config(style_layers=LAYERS, scales=1, **settings)
     return make_stage(config, *batch).optimizer.objective
 
 
@@ -67,7 +67,8 @@ def test_normalising_divides_each_cost_by_its_value_for_no_activations(batch):
     relative = objective_for(batch, normalize_costs=True)
     image = batch[0][:, ::-1].copy()
     plain_costs, relative_costs = plain.costs(image), relative.costs(image)
-    content_scale = float(tf.reduce_sum(plain.content_target ** 2)) / (4 * plain.content_target.numpy().size)
+    target, = plain.content_targets
+    content_scale = float(tf.reduce_sum(target ** 2)) / (4 * target.numpy().size)
     assert_chain_close(float(relative_costs["content"]),
                        float(plain_costs["content"]) / content_scale,
                        [*vgg19_path("block3_conv2"), image.size])
@@ -118,3 +119,35 @@ def test_style_scale_resizes_the_style_and_takes_its_grams_per_position(content_
     features = plain.extractor(plain_style)
     for (name, _), target in zip(config.style_layers, plain.styles[0].grams):
         np.testing.assert_array_equal(target, gram_matrix(features[name]))
+
+
+def test_several_content_layers_are_a_weighted_sum_reported_layer_by_layer(batch):
+    image = np.clip(batch[0] + 0.1, 0, 1).astype(np.float32)
+    single = {name: objective_for(batch, content_layers=f"{name}=1").costs(image)
+              for name in ("block2_conv2", "block4_conv2")}
+    both = objective_for(batch, content_layers="block2_conv2=0.25,block4_conv2=0.75").costs(image)
+    assert [name for name in both if name.startswith("content")] == [
+        "content", "content/block2_conv2", "content/block4_conv2"]
+    for name, weight in (("block2_conv2", 0.25), ("block4_conv2", 0.75)):
+        assert_within_rounding(both[f"content/{name}"], weight * single[name]["content"], terms=2,
+                               computations=2)
+    assert_within_rounding(both["content"], both["content/block2_conv2"]
+                           + both["content/block4_conv2"], terms=1)
+    # The older single-layer form is the same setting.
+    assert make_config(content_layer="block2_conv2") == make_config(content_layers="block2_conv2=1")
+
+
+def test_the_style_layer_weight_exponent_grows_each_layers_weight_by_its_position(batch):
+    config = make_config(style_layers="block1_conv1=1,block2_conv1=1,block3_conv1=2",
+                         style_layer_weight_exp=2.0)
+    # 1·1, 1·2, 2·4, rescaled from 11 to the weights' sum, 4.
+    np.testing.assert_allclose(config.style_layer_weights, np.array([1, 2, 8]) * 4 / 11)
+    assert make_config(style_layers=LAYERS).style_layer_weights == (0.5, 0.3, 0.2)
+    image = np.clip(batch[0] + 0.1, 0, 1).astype(np.float32)
+    plain = objective_for(batch).costs(image)
+    grown = objective_for(batch, style_layer_weight_exp=3.0).costs(image)
+    # λ ∝ 0.5·1, 0.3·3, 0.2·9 = 0.5, 0.9, 1.8, rescaled to sum 1.
+    for name, factor in zip(["block1_conv1", "block2_conv1", "block3_conv1"], [1, 3, 9]):
+        assert_within_rounding(grown[f"style/{name}"],
+                               plain[f"style/{name}"] * factor / 3.2, terms=3,
+                               computations=2)

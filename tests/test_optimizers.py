@@ -43,7 +43,7 @@ def test_lbfgs_steps_report_the_costs_of_the_image_they_leave(batch):
     assert stage.optimizer.evaluations >= 8
     # The step's costs are those of the image it accepted (compiled there, eager here).
     again = {name: float(value) for name, value in stage.optimizer.objective.costs(image).items()}
-    path = vgg19_step_path(config.content_layer, *config.layer_names, pixels=48 * 64)
+    path = vgg19_step_path(*config.layers, pixels=48 * 64)
     for name, value in seen[-1][1].items():
         assert_chain_close(value, again[name], path)
 
@@ -83,7 +83,7 @@ def test_lbfgs_nan_keeps_the_last_accepted_image(batch):
         run_steps(broken, 10, lambda image, step: saved.append((step, image)))
     assert [step for step, _ in saved] == [2]
     assert np.isfinite(saved[0][1]).all()
-    path = vgg19_step_path(config.content_layer, *config.layer_names, pixels=48 * 64)
+    path = vgg19_step_path(*config.layers, pixels=48 * 64)
     assert_chain_close(saved[0][1], good.optimizer.image.numpy(), path * evaluations)
 
 

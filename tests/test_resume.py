@@ -1,4 +1,5 @@
 """Nothing lost: checkpoints, resume, SIGTERM, NaN and write failures."""
+import json
 import os
 import signal
 import subprocess
@@ -53,6 +54,21 @@ def test_resume_with_a_different_objective_is_refused(tmp_path, image_files):
         run_config(config_for(image_files, tmp_path / "other.png", steps=4, resume=True))
 
 
+def test_a_checkpoint_from_before_several_content_layers_resumes(tmp_path, image_files):
+    run_config(config_for(image_files, tmp_path / "out.png", steps=2, checkpoint_every=2))
+    settings_file, = tmp_path.glob("**/settings.json")
+    saved = json.loads(settings_file.read_text())
+    layer, weight = saved.pop("content_layers").split("=")
+    del saved["style_layer_weight_exp"]
+    settings_file.write_text(json.dumps({**saved, "content_layer": layer}))
+    resumed = run_config(config_for(image_files, tmp_path / "out.png", steps=4, resume=True))
+    assert (resumed.steps, len(resumed.history)) == (4, 2)  # steps 3 and 4 only
+    saved["content_layer"] = "block5_conv4"
+    settings_file.write_text(json.dumps(saved))
+    with pytest.raises(UserError, match="--content_layers \\(was 'block5_conv4=1'"):
+        run_config(config_for(image_files, tmp_path / "out.png", steps=6, resume=True))
+
+
 def test_checkpoints_keep_only_the_last_few(tmp_path, image_files):
     run_config(config_for(image_files, tmp_path / "out.png", steps=6, checkpoint_every=1))
     indexes = list(checkpoint_directory(tmp_path / "out.png").glob("*.index"))
@@ -97,7 +113,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_image(content_array, style_ar
                                             "and kept the image of step 3"):
         run_steps(broken, 10, lambda image, step: saved.append((step, image)))
     assert [step for step, _ in saved] == [3]
-    path = vgg19_step_path(config.content_layer, *config.layer_names, pixels=48 * 48)
+    path = vgg19_step_path(*config.layers, pixels=48 * 48)
     assert_chain_close(saved[0][1], good.image.numpy(), path * 3)
 
 

@@ -101,10 +101,10 @@ def test_each_scale_takes_its_own_targets_and_starts_from_the_last_one_upsampled
     assert result.image.shape == (1, 128, 160, 3) and result.steps == 5
     end_of_first = seen[2][3]
     targets = api.arrays_at(config, api.load_inputs(config, [content], [style]), (160, 128))
-    extractor = FeatureExtractor((config.content_layer, *config.layer_names))
+    extractor = FeatureExtractor(config.layers)
     expected = Objective.of_images(config, extractor, *targets, (160, 128)).costs(
         upsample(end_of_first, (160, 128)))
-    path = vgg19_step_path(config.content_layer, *config.layer_names, pixels=160 * 128)
+    path = vgg19_step_path(*config.layers, pixels=160 * 128)
     for name, value in seen[3][2].items():
         assert_chain_close(value, float(expected[name]), path)
 

@@ -44,12 +44,13 @@ def pictures():
 def test_tiled_costs_and_gradient_are_the_whole_images(pictures):
     content, style = pictures
     config = make_config(scales=1, tv_weight=1.0)
-    extractor = FeatureExtractor((config.content_layer, *config.layer_names))
+    extractor = FeatureExtractor(config.layers)
     whole = Objective.of_images(config, extractor, content, [Style(style)], (320, 256))
     tiled = TiledObjective(config, extractor, content, [Style(style)], (320, 256), 64)
     assert len(tiled.tiles(256, 320)) == 20
-    path = vgg19_path(config.content_layer, *config.layer_names)
-    assert_chain_close(tiled.objective.content_target, whole.content_target, path)
+    path = vgg19_path(*config.layers)
+    for ours, theirs in zip(tiled.objective.content_targets, whole.content_targets, strict=True):
+        assert_chain_close(ours, theirs, path)
     for ours, theirs in zip(tiled.objective.styles[0].grams, whole.styles[0].grams):
         assert_chain_close(ours, theirs, [*path, 320 * 256])
     image = tf.constant(np.clip(content + np.random.default_rng(1).normal(0, 0.1, content.shape),
@@ -57,7 +58,7 @@ def test_tiled_costs_and_gradient_are_the_whole_images(pictures):
     expected, expected_gradient = tf.function(whole.value_and_gradient, jit_compile=True)(image)
     costs, gradient = tiled.value_and_gradient(image)
     assert list(costs) == list(expected)
-    step = vgg19_step_path(config.content_layer, *config.layer_names, pixels=320 * 256)
+    step = vgg19_step_path(*config.layers, pixels=320 * 256)
     for name, value in costs.items():
         assert_chain_close(float(value), float(expected[name]), step)
     assert_chain_close(gradient, expected_gradient, step)
@@ -69,7 +70,7 @@ def test_a_run_in_tiles_ends_where_one_in_a_piece_does(pictures):
     config = make_config(scales=1, steps=3)
     results = [run_steps(make_stage(config.replace(tile_size=tile), content, style), 3)
                for tile in (0, 128)]
-    step = vgg19_step_path(config.content_layer, *config.layer_names, pixels=320 * 256)
+    step = vgg19_step_path(*config.layers, pixels=320 * 256)
     assert_chain_close(results[1].image, results[0].image, step * 3)
 
 
@@ -96,14 +97,14 @@ def test_tiles_with_regions_of_two_styles_and_without_content_are_exact(with_con
     styles = [Style(make_style(160, 96)[None], 0.6, left),
               Style(make_style(96, 96)[None, :, ::-1], 0.4, 1.0 - left)]
     config = make_config(scales=1, tv_weight=1.0)
-    extractor = FeatureExtractor((config.content_layer, *config.layer_names))
+    extractor = FeatureExtractor(config.layers)
     whole = Objective.of_images(config, extractor, content, styles, (192, 128))
     tiled = TiledObjective(config, extractor, content, styles, (192, 128), 64)
     image = tf.constant(np.random.default_rng(2).uniform(0, 1, (1, 128, 192, 3)).astype(np.float32))
     expected, expected_gradient = tf.function(whole.value_and_gradient, jit_compile=True)(image)
     costs, gradient = tiled.value_and_gradient(image)
     assert list(costs) == list(expected) and ("content" in costs) == with_content
-    step = vgg19_step_path(config.content_layer, *config.layer_names, pixels=192 * 128)
+    step = vgg19_step_path(*config.layers, pixels=192 * 128)
     for name, value in costs.items():
         assert_chain_close(float(value), float(expected[name]), step)
     assert_chain_close(gradient, expected_gradient, step)

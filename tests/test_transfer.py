@@ -112,7 +112,7 @@ def test_xla_and_plain_graph_agree(batch):
         optimizer = make_stage(config, *batch).optimizer
         runs.append([float(optimizer.step()["total"]) for _ in range(3)])
     # Other kernels, so other rounding, through three steps.
-    path = vgg19_step_path(config.content_layer, *config.layer_names, pixels=64 * 64)
+    path = vgg19_step_path(*config.layers, pixels=64 * 64)
     assert_chain_close(runs[0], runs[1], path * 3)
 
 

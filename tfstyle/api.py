@@ -155,7 +155,7 @@ def memory_needed(config: Config, size: tuple[int, int], batch: int, tile: int =
     `tile` pixels a side, the step of one tile and its margins, beside the whole image's
     buffers (the image, its gradient and the content target, float32)."""
     width, height = size
-    layers = (config.content_layer, *config.layer_names)
+    layers = config.layers
     state = optimizer_memory_bytes(config, width * height * batch)
     if not tile:
         return features.step_memory_bytes(height, width, layers, batch) + state
@@ -221,7 +221,7 @@ def check_memory(config: Config, size: tuple[int, int], batch: int) -> None:
 
 def extractor_for(config: Config) -> FeatureExtractor:
     """VGG19 as the config sets it up, returning the activations its costs use."""
-    return FeatureExtractor((config.content_layer, *config.layer_names), config.weights,
+    return FeatureExtractor(config.layers, config.weights,
                             config.preprocess, config.precision, config.pooling)
 
 

@@ -81,11 +81,18 @@ class Config:
     pooling: str = _field("max", "VGG19's pooling: 'max' (as it was trained) or 'avg' (each 2x2 "
                           "max replaced by the mean, on the same weights; Gatys et al. found it "
                           "gives smoother pictures).", objective=True, hparam=True, absent="max")
-    content_layer: str = _field("block4_conv2", "VGG19 layer whose activations define content.",
-                                objective=True, hparam=True)
+    content_layers: LayerWeights = _field(
+        (("block4_conv2", 1.0),), "Content layers and their weights, as layer=weight,...: "
+        "J_content is their weighted sum (conv4_2 alone, as in Gatys et al.). --content_layer=X "
+        "is the older form of --content_layers=X=1.", objective=True, hparam=True)
     style_layers: LayerWeights = _field(
         GATYS_STYLE_LAYERS, "Style layers and their weights, as layer=weight,layer=weight.",
         objective=True, hparam=True)
+    style_layer_weight_exp: float = _field(
+        1.0, "Multiply each style layer's weight by this, to the power of its position in "
+        "--style_layers (then rescale the weights to their sum): above 1 favours the deep layers' "
+        "large strokes, below 1 the fine texture (anishathalye/neural-style's "
+        "--style-layer-weight-exp).", objective=True, hparam=True, absent=1.0)
     style_scale: float = _field(1.0, "Size of the style image relative to the output (as many "
                                 "pixels at 1): larger paints larger strokes. From 0.1 to 4.",
                                 objective=True, hparam=True, absent=1.0)
@@ -161,14 +168,38 @@ class Config:
 
     def __post_init__(self) -> None:
         # Accept the flag's text form (and lists) so every entry point shares one parser.
-        object.__setattr__(self, "style_layers", parse_layer_weights(self.style_layers))
+        object.__setattr__(self, "style_layers", parse_layer_weights(self.style_layers,
+                                                                     "style_layers"))
+        object.__setattr__(self, "content_layers", parse_layer_weights(self.content_layers,
+                                                                       "content_layers"))
         object.__setattr__(self, "scale_steps", parse_steps(self.scale_steps))
         object.__setattr__(self, "style_weights", parse_weights(self.style_weights))
         validate(self)
 
     @property
     def layer_names(self) -> tuple[str, ...]:
+        """The style layers."""
         return tuple(name for name, _ in self.style_layers)
+
+    @property
+    def content_layer_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.content_layers)
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Every layer the costs read: the content layers, then the style layers."""
+        return tuple(dict.fromkeys((*self.content_layer_names, *self.layer_names)))
+
+    @property
+    def style_layer_weights(self) -> tuple[float, ...]:
+        """λ_l of each style layer: its weight times --style_layer_weight_exp to the power of its
+        position, rescaled to the weights' own sum (so an exponent of 1 changes nothing)."""
+        if self.style_layer_weight_exp == 1:
+            return tuple(weight for _, weight in self.style_layers)
+        weights = [weight * self.style_layer_weight_exp ** index
+                   for index, (_, weight) in enumerate(self.style_layers)]
+        total = sum(weight for _, weight in self.style_layers)
+        return tuple(weight * total / sum(weights) for weight in weights)
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -188,6 +219,7 @@ class Config:
         """The settings with list-valued ones in their flag text form."""
         values = dataclasses.asdict(self)
         values["style_layers"] = format_layer_weights(self.style_layers)
+        values["content_layers"] = format_layer_weights(self.content_layers)
         values["scale_steps"] = format_steps(self.scale_steps)
         values["style_weights"] = format_weights(self.style_weights)
         return values
@@ -214,8 +246,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "coursera": dict(
         image_size=400,
         preprocess="none",
-        content_layer="block5_conv4",
+        content_layers=(("block5_conv4", 1.0),),
         style_layers=GATYS_STYLE_LAYERS,
+        style_layer_weight_exp=1.0,
         normalize_costs=False,
         alpha=10.0,
         beta=40.0,
@@ -235,17 +268,30 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def upgrade_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings in an older form, as a run record, a checkpoint or a caller may still give
+    them, in today's: content_layer=X (before several content layers) is content_layers=X=1."""
+    settings = dict(settings)
+    if "content_layer" in settings:
+        layer = settings.pop("content_layer")
+        if "content_layers" in settings:
+            raise UserError("Give --content_layers or its older form --content_layer, not both.")
+        settings["content_layers"] = ((layer, 1.0),) if isinstance(layer, str) else layer
+    return settings
+
+
 def make_config(preset: str = "default", **overrides: Any) -> Config:
     """The preset's settings with `overrides` on top (explicit settings win)."""
     if preset not in PRESETS:
         raise UserError(f"Unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}.")
+    overrides = upgrade_settings(overrides)
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Config)})
     if unknown:
         raise UserError(f"Unknown setting(s) {', '.join(unknown)}; see Config for the list.")
     return Config(**{**PRESETS[preset], **overrides, "preset": preset})
 
 
-def parse_layer_weights(value: Any) -> LayerWeights:
+def parse_layer_weights(value: Any, flag: str = "style_layers") -> LayerWeights:
     """'block1_conv1=0.2,block2_conv1' (weight 1 when omitted) or pairs -> ((name, w), ...)."""
     if isinstance(value, str):
         pairs = []
@@ -254,12 +300,12 @@ def parse_layer_weights(value: Any) -> LayerWeights:
             try:
                 pairs.append((name.strip(), float(weight) if weight else 1.0))
             except ValueError:
-                raise UserError(f"Style layer weight '{weight}' in '{item}' is not a number.")
+                raise UserError(f"--{flag}: the weight '{weight}' in '{item}' is not a number.")
         value = pairs
     try:
         return tuple((str(name), float(weight)) for name, weight in value)
     except (TypeError, ValueError):
-        raise UserError(f"Style layers {value!r} must be layer=weight pairs.") from None
+        raise UserError(f"--{flag} {value!r} must be layer=weight pairs.") from None
 
 
 def format_layer_weights(layers: LayerWeights) -> str:
@@ -353,15 +399,21 @@ def validate(config: Config) -> None:
         if getattr(config, name) not in choices:
             raise UserError(f"Unknown --{name} '{getattr(config, name)}'; choose one of: "
                             f"{', '.join(choices)}.")
-    if not config.style_layers:
-        raise UserError("--style_layers names no layer.")
-    for name in (config.content_layer, *config.layer_names):
-        if not _VGG19_LAYER.match(name) or name in ("block1_conv3", "block1_conv4",
-                                                   "block2_conv3", "block2_conv4"):
-            raise UserError(f"'{name}' is not a VGG19 convolution layer; use names like "
-                            "block1_conv1 .. block5_conv4.")
-    if sum(weight for _, weight in config.style_layers) <= 0 or any(
-            weight < 0 for _, weight in config.style_layers):
-        raise UserError("Style layer weights must be non-negative and sum to a positive number.")
+    for flag in ("style_layers", "content_layers"):
+        pairs = getattr(config, flag)
+        if not pairs:
+            raise UserError(f"--{flag} names no layer.")
+        for name, weight in pairs:
+            if not _VGG19_LAYER.match(name) or name in ("block1_conv3", "block1_conv4",
+                                                       "block2_conv3", "block2_conv4"):
+                raise UserError(f"'{name}' is not a VGG19 convolution layer; use names like "
+                                "block1_conv1 .. block5_conv4.")
+            if not math.isfinite(weight):
+                raise UserError(f"--{flag}: the weight of {name} must be a finite number.")
+        if sum(weight for _, weight in pairs) <= 0 or any(weight < 0 for _, weight in pairs):
+            raise UserError(f"--{flag} weights must be non-negative and sum to a positive number.")
+    if not 0.1 <= config.style_layer_weight_exp <= 10:
+        raise UserError(f"--style_layer_weight_exp must be from 0.1 to 10, got "
+                        f"{config.style_layer_weight_exp}.")
     if not 0 <= config.beta_1 < 1 or not 0 <= config.beta_2 < 1 or config.epsilon <= 0:
         raise UserError("Adam needs 0 <= beta_1, beta_2 < 1 and epsilon > 0.")

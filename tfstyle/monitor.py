@@ -21,7 +21,8 @@ from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api
 
 from tfstyle import images
-from tfstyle.config import INITS, Config, absent_settings, hparam_settings, make_config
+from tfstyle.config import (INITS, Config, absent_settings, hparam_settings, make_config,
+                            upgrade_settings)
 from tfstyle.errors import UserError
 from tfstyle.loop import Iterate, Result
 from tfstyle.schedule import Stage
@@ -76,6 +77,10 @@ def recorded_settings(path: str) -> dict[str, Any]:
         settings = dict(record["config"])
     except (ValueError, KeyError, TypeError):
         raise UserError(f"The tfstyle run record in '{path}' is damaged.") from None
+    try:
+        settings = upgrade_settings(settings)
+    except UserError:
+        raise UserError(f"The tfstyle run record in '{path}' is damaged.") from None
     unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(Config)})
     if unknown:
         raise UserError(f"'{path}' was written by tfstyle {record.get('version', '?')} with "
@@ -102,8 +107,8 @@ def flag_lines(config: Config) -> list[str]:
     for name, value in recorded_config(config).items():
         if isinstance(value, bool):
             lines.append(f"--{'' if value else 'no'}{name}")
-        elif name == "style_layers":
-            lines.append("--style_layers=" + ",".join(f"{layer}={weight!r}" for layer, weight in value))
+        elif name in ("style_layers", "content_layers"):
+            lines.append(f"--{name}=" + ",".join(f"{layer}={weight!r}" for layer, weight in value))
         elif name == "scale_steps":
             lines.append("--scale_steps=" + ",".join(str(steps) for steps in value))
         elif name == "style_weights":

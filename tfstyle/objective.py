@@ -48,38 +48,39 @@ class Term:
 
 class Objective:
     """The costs of images [batch, H, W, 3] (RGB in [0, 1], `size` = (W, H)) against
-    `content_target` (the content layer's activations of the content images, one per generated
-    image; None for texture synthesis, which has no content term) and `styles` (one
+    `content_targets` (each content layer's activations of the content images, one per
+    generated image; None for texture synthesis, which has no content term) and `styles` (one
     StyleTarget per style image)."""
 
     tiled = False
 
     def __init__(self, config: Config, extractor: FeatureExtractor,
-                 content_target: Optional[tf.Tensor], styles: Sequence[StyleTarget],
+                 content_targets: Optional[Sequence[tf.Tensor]], styles: Sequence[StyleTarget],
                  size: tuple[int, int]) -> None:
         self.config = config
         self.extractor = extractor
-        self.content_target = content_target
+        self.content_targets = None if content_targets is None else list(content_targets)
         self.styles = list(styles)
-        self.layer_weights = [weight for _, weight in config.style_layers]
+        self.layer_weights = list(config.style_layer_weights)
+        self.content_weights = [weight for _, weight in config.content_layers]
         self.size = size
         width, height = size
         # n_H·n_W·n_C of each style layer for this size: what the style costs divide by.
         self.layer_sizes = [float(np.prod(layer_shape(name, height, width)))
                             for name in config.layer_names]
-        self.content_scale: Optional[tf.Tensor] = None
+        self.content_scales: Optional[list[tf.Tensor]] = None
         self.layer_scales: Optional[list[list[tf.Tensor]]] = None
         if config.normalize_costs:
-            # The costs of zero activations, per content image and per style and layer; a
-            # region of zeros has a zero target and no cost to scale.
-            if content_target is not None:
-                self.content_scale = 1.0 / content_cost(content_target,
-                                                        tf.zeros_like(content_target))
+            # The costs of zero activations, per content image and layer and per style and
+            # layer; a region of zeros has a zero target and no cost to scale.
+            if content_targets is not None:
+                self.content_scales = [1.0 / content_cost(target, tf.zeros_like(target))
+                                       for target in content_targets]
             self.layer_scales = [
                 [tf.math.divide_no_nan(1.0, gram_style_cost(gram, tf.zeros_like(gram), size))
                  for gram, size in zip(style.grams, self.layer_sizes)] for style in self.styles]
         self.terms = [Term("style", config.beta)]
-        if content_target is not None:
+        if content_targets is not None:
             self.terms.insert(0, Term("content", config.alpha))
         if config.tv_weight:
             self.terms.append(Term("tv", config.tv_weight))
@@ -99,18 +100,27 @@ class Objective:
             features = extractor(style.image)
             targets.append(style_target(config, style, [gram_matrix(features[name])
                                                         for name in config.layer_names], size))
-        content_target = None if content is None else extractor(content)[config.content_layer]
-        return cls(config, extractor, content_target, targets, size)
+        content_targets = None
+        if content is not None:
+            features = extractor(content)
+            content_targets = [features[name] for name in config.content_layer_names]
+        return cls(config, extractor, content_targets, targets, size)
 
-    def costs_from(self, content: Optional[tf.Tensor], grams: Sequence[Sequence[tf.Tensor]],
-                   image: tf.Tensor) -> Costs:
+    def costs_from(self, content: Optional[Sequence[tf.Tensor]],
+                   grams: Sequence[Sequence[tf.Tensor]], image: tf.Tensor) -> Costs:
         """Every term's value per image ([batch]) and their weighted sum 'total', from the
-        unweighted content cost (None without a content term), the generated image's Gram
-        matrices for each style (in its region) and layer, and its pixels."""
+        unweighted content cost at each content layer (None without a content term), the
+        generated image's Gram matrices for each style (in its region) and layer, and its
+        pixels."""
         parts: Costs = {}
         if content is not None:
-            parts["content"] = content if self.content_scale is None else (
-                content * self.content_scale)
+            layers = [weight * cost for weight, cost in zip(self.content_weights, content)]
+            if self.content_scales is not None:
+                layers = [cost * scale for cost, scale in zip(layers, self.content_scales)]
+            parts["content"] = tf.add_n(layers)
+            if len(layers) > 1:
+                parts.update({f"content/{name}": cost
+                              for name, cost in zip(self.config.content_layer_names, layers)})
         layers = []  # Σ_s λ_l·w_s·J_style^[l](S_s, G), each relative when normalised
         for index, (weight, size) in enumerate(zip(self.layer_weights, self.layer_sizes)):
             per_style = []
@@ -136,8 +146,9 @@ class Objective:
         features = self.extractor(image)
         grams = generated_grams(features, self.config.layer_names,
                                 [style.masks for style in self.styles])
-        content = (None if self.content_target is None else
-                   content_cost(self.content_target, features[self.config.content_layer]))
+        content = (None if self.content_targets is None else
+                   [content_cost(target, features[name]) for target, name in
+                    zip(self.content_targets, self.config.content_layer_names)])
         return self.costs_from(content, grams, image)
 
     def costs(self, image: tf.Tensor) -> Costs:

@@ -38,7 +38,7 @@ def _import_tensorflow_quietly() -> None:
 _import_tensorflow_quietly()
 
 from tfstyle import api, monitor  # noqa: E402  (after the quiet import)
-from tfstyle.config import PRESETS, Config, make_config  # noqa: E402
+from tfstyle.config import PRESETS, Config, make_config, upgrade_settings  # noqa: E402
 from tfstyle.errors import UserError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -70,6 +70,9 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_string("from_image", "", "Re-run with the settings recorded in a PNG that tfstyle "
                         "wrote, input paths included; flags given explicitly override them.",
                         flag_values=flag_values)
+    # The form of one content layer before there could be several, kept for old flagfiles.
+    flags.DEFINE_string("content_layer", None, "The older form of --content_layers=LAYER=1.",
+                        flag_values=flag_values)
 
 
 def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> Config:
@@ -77,6 +80,8 @@ def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> Config:
     given on the command line on top."""
     explicit = {field.name: flag_values[field.name].value for field in dataclasses.fields(Config)
                 if flag_values[field.name].present and field.name != "preset"}
+    if flag_values["content_layer"].present:
+        explicit = upgrade_settings({**explicit, "content_layer": flag_values.content_layer})
     preset = flag_values.preset
     if flag_values.from_image:
         recorded = monitor.recorded_settings(flag_values.from_image)

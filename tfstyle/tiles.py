@@ -100,14 +100,14 @@ class TiledObjective:
                  tile: int) -> None:
         self.config = config
         self.extractor = extractor
-        self.layers = (config.content_layer, *config.layer_names)
         self.tile = tile
-        self.margin = halo(self.layers)
+        self.margin = halo(config.layers)
         self._passes: dict[tuple, Callable] = {}
-        target = None if content is None else self._assemble(content, config.content_layer)
+        content_targets = None if content is None else [
+            self._assemble(content, name) for name in config.content_layer_names]
         targets = [style_target(config, style, self._grams(style.image), size)
                    for style in styles]
-        self.objective = Objective(config, extractor, target, targets, size)
+        self.objective = Objective(config, extractor, content_targets, targets, size)
 
     # --- geometry ---
 
@@ -177,66 +177,75 @@ class TiledObjective:
 
     # --- the passes ---
 
-    def _sums(self, region: tf.Tensor, target: Optional[tf.Tensor], masks: list[tf.Tensor],
-              regions: list[Optional[list[tf.Tensor]]], content_share: float
-              ) -> tuple[Optional[tf.Tensor], list[list[tf.Tensor]]]:
-        """The tile's part of the sums: its core's content cost (a share of the image's; None
-        without a content term) and, for each style, its core's Gram matrix at each style layer
-        (of the activations in the style's region, `regions`, where it has one)."""
+    def _sums(self, region: tf.Tensor, targets: Optional[list[tf.Tensor]],
+              masks: tuple[list[tf.Tensor], list[tf.Tensor]],
+              regions: list[Optional[list[tf.Tensor]]], shares: tuple[float, ...]
+              ) -> tuple[Optional[list[tf.Tensor]], list[list[tf.Tensor]]]:
+        """The tile's part of the sums: its core's content cost at each content layer (a share
+        of the image's; None without a content term) and, for each style, its core's Gram
+        matrix at each style layer (of the activations in the style's region, `regions`, where
+        it has one). `masks`: the cores at the content layers and at the style layers."""
         features = self.extractor(region)
-        content_mask, *core_masks = masks
+        content_masks, style_masks = masks
         content = None
-        if target is not None:
-            generated = features[self.config.content_layer] * content_mask
-            content = content_cost(target * content_mask, generated) * content_share
+        if targets is not None:
+            content = [content_cost(target * mask, features[name] * mask) * share
+                       for name, target, mask, share in zip(self.config.content_layer_names,
+                                                            targets, content_masks, shares)]
         cores = {name: features[name] * mask
-                 for name, mask in zip(self.config.layer_names, core_masks)}
+                 for name, mask in zip(self.config.layer_names, style_masks)}
         return content, generated_grams(cores, self.config.layer_names, regions)
 
-    def _region_gradient(self, region: tf.Tensor, target: Optional[tf.Tensor],
-                         masks: list[tf.Tensor], regions: list[Optional[list[tf.Tensor]]],
-                         content_share: float, content_weight: Optional[tf.Tensor],
+    def _region_gradient(self, region: tf.Tensor, targets: Optional[list[tf.Tensor]],
+                         masks: tuple[list[tf.Tensor], list[tf.Tensor]],
+                         regions: list[Optional[list[tf.Tensor]]], shares: tuple[float, ...],
+                         content_weights: Optional[list[tf.Tensor]],
                          gram_weights: list[list[tf.Tensor]]) -> tf.Tensor:
         """∂/∂region of Σ_k <∂J/∂s_k, s_k,tile>."""
         with tf.GradientTape() as tape:
             tape.watch(region)
-            content, grams = self._sums(region, target, masks, regions, content_share)
+            content, grams = self._sums(region, targets, masks, regions, shares)
             linear = tf.add_n([tf.reduce_sum(weight * gram)
                                for style_weights, style_grams in zip(gram_weights, grams)
                                for weight, gram in zip(style_weights, style_grams)])
             if content is not None:
-                linear += tf.reduce_sum(content_weight * content)
+                linear += tf.add_n([tf.reduce_sum(weight * cost)
+                                    for weight, cost in zip(content_weights, content)])
         return tape.gradient(linear, region)
 
     def _tile_inputs(self, image: np.ndarray, rows: Span, columns: Span):
         region = image[:, rows.region_start:rows.region_end, columns.region_start:columns.region_end]
-        masks = [tf.constant(self.mask(layer, rows, columns)) for layer in self.layers]
+        masks = tuple([tf.constant(self.mask(name, rows, columns)) for name in names]
+                      for names in (self.config.content_layer_names, self.config.layer_names))
         # Each style's region, cut to this tile's region at each layer.
         regions = [None if style.masks is None else
                    [mask[:, window[0], window[1]] for mask, window in
                     zip(style.masks, (self.window(name, rows, columns)
                                       for name in self.config.layer_names))]
                    for style in self.objective.styles]
-        target, share = None, 0.0
-        if self.objective.content_target is not None:
-            window = self.window(self.config.content_layer, rows, columns)
-            target = self.objective.content_target[:, window[0], window[1]]
+        targets, shares = None, ()
+        if self.objective.content_targets is not None:
+            targets = []
+            for name, whole in zip(self.config.content_layer_names,
+                                   self.objective.content_targets):
+                window = self.window(name, rows, columns)
+                targets.append(whole[:, window[0], window[1]])
             # The content cost divides by the size of the activations it sums over: the
             # region's layer here, the whole image's in the total.
-            whole = np.prod(self.objective.content_target.shape[1:])
-            share = float(np.prod(target.shape[1:]) / whole)
-        return tf.constant(region), target, masks, regions, share
+            shares = tuple(float(np.prod(target.shape[1:]) / np.prod(whole.shape[1:]))
+                           for target, whole in zip(targets, self.objective.content_targets))
+        return tf.constant(region), targets, masks, regions, shares
 
     def _evaluate(self, image: np.ndarray, gradient: bool) -> tuple[Costs, tf.Tensor]:
         height, width = image.shape[1:3]
         content, grams = None, None
         tiles = self.tiles(height, width)
         inputs = [self._tile_inputs(image, rows, columns) for rows, columns in tiles]
-        for region, target, masks, regions, share in inputs:
-            part, tile_grams = self._compiled("sums", self._sums, (region.shape, share))(
-                region, target, masks, regions, share)
+        for region, targets, masks, regions, shares in inputs:
+            part, tile_grams = self._compiled("sums", self._sums, (region.shape, shares))(
+                region, targets, masks, regions, shares)
             if part is not None:
-                content = part if content is None else content + part
+                content = part if content is None else [a + b for a, b in zip(content, part)]
             grams = tile_grams if grams is None else [
                 [a + b for a, b in zip(total, more)] for total, more in zip(grams, tile_grams)]
         whole = tf.constant(image)
@@ -248,12 +257,12 @@ class TiledObjective:
         costs = {name: tf.reduce_sum(value) for name, value in costs.items()}
         if not gradient:
             return costs, None
-        gram_weights, image_gradient, *content_weight = tape.gradient(total, watched)
-        content_weight = content_weight[0] if content_weight else None
+        gram_weights, image_gradient, *content_weights = tape.gradient(total, watched)
+        content_weights = content_weights[0] if content_weights else None
         result = image_gradient.numpy() if image_gradient is not None else np.zeros_like(image)
-        for (rows, columns), (region, target, masks, regions, share) in zip(tiles, inputs):
-            part = self._compiled("gradient", self._region_gradient, (region.shape, share))(
-                region, target, masks, regions, share, content_weight, gram_weights)
+        for (rows, columns), (region, targets, masks, regions, shares) in zip(tiles, inputs):
+            part = self._compiled("gradient", self._region_gradient, (region.shape, shares))(
+                region, targets, masks, regions, shares, content_weights, gram_weights)
             result[:, rows.region_start:rows.region_end,
                    columns.region_start:columns.region_end] += part.numpy()
         return costs, tf.constant(result)
