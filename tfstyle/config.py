@@ -68,7 +68,9 @@ class Config:
                          "images, --output=out.png writes out-<content file name>.png for each "
                          "('-2', '-3', ... added to a repeated name).")
     preset: str = _field("default", "Named settings: 'default' (tuned for good results on a "
-                         "CPU) or 'coursera' (the course notebook exactly).", hparam=True)
+                         "CPU), 'coursera' (the course notebook exactly), or another tool's "
+                         "settings in our costs: 'gatys2016', 'jcjohnson', 'tf_tutorial'.",
+                         hparam=True)
     max_size: int = _field(512, "Longest side of the generated image in pixels (aspect kept).",
                            objective=True)
     image_size: int = _field(0, "If > 0, resize both images to this square size instead of "
@@ -240,6 +242,11 @@ def absent_settings() -> dict[str, Any]:
             if "absent" in f.metadata}
 
 
+# One optimisation at 512 px on the plain (unnormalised) costs, as the tools translated below do.
+_SINGLE_512: dict[str, Any] = dict(
+    max_size=512, image_size=0, preprocess="imagenet", normalize_costs=False, pooling="max",
+    style_layer_weight_exp=1.0, style_scale=1.0, scales=1, scale_steps=(), average_decay=0.0)
+
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # Art Generation with Neural Style Transfer (Deep Learning Specialization, course 4).
@@ -264,6 +271,52 @@ PRESETS: dict[str, dict[str, Any]] = {
         epsilon=1e-7,
         steps=2501,
         save_every=250,
+    ),
+    # The presets below translate other tools' costs into ours exactly, at a 512x512 output
+    # where a weight depends on the size; README "Presets" derives each number.
+    # Gatys, Ecker & Bethge 2016, "Image style transfer using CNNs": α/β = 1e-3, w_l = 1/5.
+    "gatys2016": dict(
+        _SINGLE_512,
+        content_layers=(("block4_conv2", 1.0),),
+        style_layers=GATYS_STYLE_LAYERS,
+        pooling="avg",
+        alpha=1e-3 * 2 * 512 * 64 * 64,  # their ½Σ(F−P)² is our J_content times 2·N·M
+        beta=1.0,
+        tv_weight=0.0,
+        init="noise",
+        optimizer="lbfgs",
+        steps=500,
+    ),
+    # jcjohnson/neural-style's defaults (content 5, style 100, tv 1e-3, 1000 L-BFGS iterations).
+    "jcjohnson": dict(
+        _SINGLE_512,
+        content_layers=(("block4_conv2", 1.0),),
+        style_layers=tuple((name, 4.0 / channels ** 2) for name, channels in (
+            ("block1_conv1", 64), ("block2_conv1", 128), ("block3_conv1", 256),
+            ("block4_conv1", 512), ("block5_conv1", 512))),
+        alpha=4 * 5.0,
+        beta=100.0,
+        tv_weight=1e-3 * 255 ** 2 / 2 * 512 * 512,
+        init="noise",
+        optimizer="lbfgs",
+        steps=1000,
+    ),
+    # TensorFlow's "Neural style transfer" tutorial (tensorflow.org/tutorials/generative/style_transfer),
+    # its main run: 10 epochs of 100 Adam steps, before its total variation section.
+    "tf_tutorial": dict(
+        _SINGLE_512,
+        content_layers=(("block5_conv2", 1.0),),
+        style_layers=GATYS_STYLE_LAYERS,
+        alpha=4 * 1e4,
+        beta=4 * 1e-2 / 5 / 0.2,  # β·λ_l = 4·style_weight / 5 layers, with λ_l = 1/5
+        tv_weight=0.0,
+        init="content",
+        optimizer="adam",
+        learning_rate=0.02,
+        beta_1=0.99,
+        beta_2=0.999,
+        epsilon=0.1,
+        steps=1000,
     ),
 }
 
