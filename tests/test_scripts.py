@@ -1,5 +1,6 @@
-"""scripts/quality.py and scripts/convergence.py run end to end and their figures hang
-together (tiny sizes and steps: the figures themselves are for the README, not for a test).
+"""The scripts behind the README's figures (quality, convergence, large, lbfgs_choice, gallery)
+run end to end and their figures hang together (tiny sizes and steps: the figures themselves
+are for the README, not for a test).
 
 quality.py scores with the neutral scorer the project shares, ../shared/tools/style_score.py,
 which CI has beside the repository; the images are made here."""
@@ -9,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import make_content, make_style, save_png
@@ -88,3 +91,44 @@ def test_lbfgs_choice_script_runs_scipys_half_without_tensorflow_probability():
     scipy_row = next(line for line in result.stdout.splitlines() if line.startswith("scipy "))
     iterations, evaluations = (int(value) for value in scipy_row.split()[1:3])
     assert iterations == 3 and evaluations >= 3
+
+
+def test_gallery_script_writes_a_labelled_sheet_per_control(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    save_png(make_content(256, 192), images / "tubingen.jpg")
+    save_png(make_style(), images / "starry_night.jpg")
+    save_png(make_style()[::-1], images / "the_scream.jpg")
+    out = tmp_path / "out"
+    result = run("gallery.py", "--sheets=regions,texture", "--max_size=192", "--max_steps=1",
+                 f"--images={images}", f"--output_dir={out}", f"--json={tmp_path / 'g.json'}")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "g.json").read_text())
+    assert [row["sheet"] for row in rows] == ["regions", "texture", "texture", "texture"]
+    assert Image.open(rows[0]["output"]).size == (192, 144)  # the photo's aspect
+    assert Image.open(rows[1]["output"]).size == (192, 192)  # the square style's
+    # One step at each of three scales, or at the one scale of the rearranged textures.
+    assert [row["steps"] for row in rows] == [3, 3, 1, 1]
+    assert Image.open(out / "texture.jpg").width > 2 * Image.open(out / "texture.jpg").height
+    sky, town = (np.asarray(Image.open(out / f"mask_{name}.png"), np.int32) for name in ("sky", "town"))
+    assert sky.shape == (192, 256) and np.all(sky + town == 255)
+    assert sky[0, 0] == 255 and town[-1, 0] == 255  # sky on top, the town below
+    assert "gallery: error" not in result.stderr
+
+
+def test_gallery_rescales_the_size_dependent_preset_weights(tmp_path):
+    import importlib.util
+
+    from tfstyle.config import make_config
+
+    spec = importlib.util.spec_from_file_location("gallery", ROOT / "scripts" / "gallery.py")
+    gallery = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gallery)
+    square, wide = tmp_path / "square.png", tmp_path / "wide.png"
+    save_png(make_content(512, 512), square)
+    save_png(make_content(512, 384), wide)
+    for preset, name in (("gatys2016", "alpha"), ("jcjohnson", "tv_weight")):
+        at_512 = getattr(gallery.sized(preset, {}, 512, 10, square), name)
+        assert at_512 == getattr(make_config(preset), name)
+        assert getattr(gallery.sized(preset, {}, 512, 10, wide), name) == pytest.approx(at_512 * 384 / 512, rel=1e-12)
+        assert getattr(gallery.sized(preset, {}, 256, 10, wide), name) == pytest.approx(at_512 * 384 / 512 / 4, rel=1e-12)
