@@ -41,9 +41,10 @@ def pictures():
     return make_content(320, 256)[None], make_style(320, 256)[None]
 
 
-def test_tiled_costs_and_gradient_are_the_whole_images(pictures):
+@pytest.mark.parametrize("content_layers", ["block4_conv2", "block2_conv2=0.5,block4_conv2=1"])
+def test_tiled_costs_and_gradient_are_the_whole_images(pictures, content_layers):
     content, style = pictures
-    config = make_config(scales=1, tv_weight=1.0)
+    config = make_config(scales=1, tv_weight=1.0, content_layers=content_layers)
     extractor = FeatureExtractor(config.layers)
     whole = Objective.of_images(config, extractor, content, [Style(style)], (320, 256))
     tiled = TiledObjective(config, extractor, content, [Style(style)], (320, 256), 64)

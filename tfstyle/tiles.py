@@ -149,7 +149,7 @@ class TiledObjective:
         for rows, columns in self.tiles(height, width):
             region = images[:, rows.region_start:rows.region_end,
                             columns.region_start:columns.region_end]
-            features = self._compiled("features", lambda x: self.extractor(x)[name],
+            features = self._compiled(f"features {name}", lambda x: self.extractor(x)[name],
                                       region.shape)(tf.constant(region)).numpy()
             mask = self.mask(name, rows, columns)[0, :, :, 0].astype(bool)
             window = self.window(name, rows, columns)
