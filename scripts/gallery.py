@@ -95,8 +95,8 @@ def sized(preset: str, settings: dict, max_size: int, max_steps: int, content: P
     width, height = round(width * scale), round(height * scale)
     if preset == "gatys2016":  # α = 10⁻³·2·N·M at conv4_2
         settings["alpha"] = 1e-3 * 2 * 512 * (height // 8) * (width // 8)
-    if preset == "jcjohnson":  # TV weight = 10⁻³·½·255²·H·W
-        settings["tv_weight"] = 1e-3 * 255 ** 2 / 2 * height * width
+    if preset == "jcjohnson":  # TV weight = 10⁻³·½·256²·H·W
+        settings["tv_weight"] = 1e-3 * 256 ** 2 / 2 * height * width
     config = tfstyle.make_config(preset, image_size=0, max_size=max_size, quiet=True,
                                  overwrite=True, **settings)
     capped = [min(steps, max_steps) for steps in config.steps_per_scale]

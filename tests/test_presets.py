@@ -70,9 +70,9 @@ def test_jcjohnson_is_neural_styles_loss(pictures):
     content_loss = 5 * np.mean((generated - content) ** 2)
     style_loss = 100 * sum(np.mean((gram(layers[name][2]) - gram(layers[name][1])) ** 2)
                            / layers[name][2].size ** 2 for name in CHANNELS)
-    # TVLoss's gradient is that of strength·½·Σ(Δx² + Δy²) on the 0..255 image (its sum stops
-    # one row and column short of ours, which counts the last differences too).
-    pixels = 255 * np.float64(pictures[2])
+    # TVLoss's gradient is that of strength·½·Σ(Δx² + Δy²) on its image, our pixels times 256
+    # (its sum stops one row and column short of ours, which counts the last differences too).
+    pixels = 256 * np.float64(pictures[2])
     tv_loss = 1e-3 / 2 * (np.sum((pixels[1:] - pixels[:-1]) ** 2)
                           + np.sum((pixels[:, 1:] - pixels[:, :-1]) ** 2))
     assert_chain_close(config.tv_weight * costs["tv"], tv_loss, [SIDE * SIDE * 3])

@@ -296,7 +296,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             ("block4_conv1", 512), ("block5_conv1", 512))),
         alpha=4 * 5.0,
         beta=100.0,
-        tv_weight=1e-3 * 255 ** 2 / 2 * 512 * 512,
+        tv_weight=1e-3 * 256 ** 2 / 2 * 512 * 512,  # its pixels are 256 times ours
         init="noise",
         optimizer="lbfgs",
         steps=1000,
