@@ -33,8 +33,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import tfstyle
-from tfstyle import api
+from tfstyle import api, images
 from tfstyle.errors import UserError
+from tfstyle.features import layer_shape
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT.parent / "shared" / "images"
@@ -90,11 +91,9 @@ def sized(preset: str, settings: dict, max_size: int, max_steps: int, content: P
     """The cell's config at `max_size`, with the size-dependent weights of the presets that
     have them rescaled from 512x512 and at most `max_steps` steps at each size."""
     settings = {"content": str(content), **settings}
-    width, height = Image.open(content).size
-    scale = max_size / max(width, height)
-    width, height = round(width * scale), round(height * scale)
+    width, height = images.fit_size(Image.open(content).size, max_size)
     if preset == "gatys2016":  # α = 10⁻³·2·N·M at conv4_2
-        settings["alpha"] = 1e-3 * 2 * 512 * (height // 8) * (width // 8)
+        settings["alpha"] = 1e-3 * 2 * np.prod(layer_shape("block4_conv2", height, width))
     if preset == "jcjohnson":  # TV weight = 10⁻³·½·256²·H·W
         settings["tv_weight"] = 1e-3 * 256 ** 2 / 2 * height * width
     config = tfstyle.make_config(preset, image_size=0, max_size=max_size, quiet=True,

@@ -17,7 +17,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from tfstyle.config import Config, absent_settings, format_layer_weights, objective_settings
+from tfstyle.config import (Config, absent_settings, format_layer_weights, objective_settings,
+                            upgrade_settings)
 from tfstyle.errors import UserError
 
 SETTINGS_FILE = "settings.json"
@@ -102,7 +103,8 @@ class Checkpoints:
         # whose form changed is read in today's.
         absent = Config(**absent_settings()).to_dict()
         if isinstance(saved, dict) and isinstance(saved.get("content_layer"), str):
-            saved["content_layers"] = format_layer_weights(((saved.pop("content_layer"), 1.0),))
+            saved = upgrade_settings(saved)
+            saved["content_layers"] = format_layer_weights(saved["content_layers"])
         saved = {**{name: absent[name] for name in absent_settings()}, **saved}
         return [f"--{name} (was {saved.get(name)!r}, now {current[name]!r})"
                 for name in objective_settings() if saved.get(name) != current[name]]

@@ -246,6 +246,9 @@ def absent_settings() -> dict[str, Any]:
 _SINGLE_512: dict[str, Any] = dict(
     max_size=512, image_size=0, preprocess="imagenet", normalize_costs=False, pooling="max",
     style_layer_weight_exp=1.0, style_scale=1.0, scales=1, scale_steps=(), average_decay=0.0)
+# Gatys et al.'s own recipe, which jcjohnson/neural-style follows: conv4_2, L-BFGS from noise.
+_GATYS_512: dict[str, Any] = dict(_SINGLE_512, content_layers=(("block4_conv2", 1.0),),
+                                  init="noise", optimizer="lbfgs")
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -276,29 +279,23 @@ PRESETS: dict[str, dict[str, Any]] = {
     # where a weight depends on the size; README "Presets" derives each number.
     # Gatys, Ecker & Bethge 2016, "Image style transfer using CNNs": α/β = 1e-3, w_l = 1/5.
     "gatys2016": dict(
-        _SINGLE_512,
-        content_layers=(("block4_conv2", 1.0),),
+        _GATYS_512,
         style_layers=GATYS_STYLE_LAYERS,
         pooling="avg",
         alpha=1e-3 * 2 * 512 * 64 * 64,  # their ½Σ(F−P)² is our J_content times 2·N·M
         beta=1.0,
         tv_weight=0.0,
-        init="noise",
-        optimizer="lbfgs",
         steps=500,
     ),
     # jcjohnson/neural-style's defaults (content 5, style 100, tv 1e-3, 1000 L-BFGS iterations).
     "jcjohnson": dict(
-        _SINGLE_512,
-        content_layers=(("block4_conv2", 1.0),),
+        _GATYS_512,
         style_layers=tuple((name, 4.0 / channels ** 2) for name, channels in (
             ("block1_conv1", 64), ("block2_conv1", 128), ("block3_conv1", 256),
             ("block4_conv1", 512), ("block5_conv1", 512))),
         alpha=4 * 5.0,
         beta=100.0,
         tv_weight=1e-3 * 256 ** 2 / 2 * 512 * 512,  # its pixels are 256 times ours
-        init="noise",
-        optimizer="lbfgs",
         steps=1000,
     ),
     # TensorFlow's "Neural style transfer" tutorial (tensorflow.org/tutorials/generative/style_transfer),
