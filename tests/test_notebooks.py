@@ -6,7 +6,6 @@ nbclient on the CPU, in a temporary directory; any cell error fails the test. Ex
 are never written back.
 """
 import ast
-import os
 import time
 from pathlib import Path
 

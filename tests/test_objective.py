@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import make_stage, make_style
-from tfstyle import api, images
+from tfstyle import api
 from tfstyle.config import make_config
 from tfstyle.costs import gram_matrix, total_variation_cost
 from tfstyle.features import layer_shape

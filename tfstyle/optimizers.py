@@ -15,7 +15,7 @@ evaluations at most, usually one). The paper's optimiser: it converges in far fe
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import keras
 import numpy as np
