@@ -32,11 +32,19 @@ def test_scales_double_up_to_the_final_size():
 
 
 def test_a_first_scale_too_small_for_vgg19_is_refused():
-    with pytest.raises(UserError, match=r"the image would be 16x12 pixels at the first scale"):
-        plan(make_config(max_size=64, scales=3), (1024, 768), [(100, 100)])
+    with pytest.raises(UserError, match=r"^The image 'photo.jpg' \(1024x768\) would be 16x12 pixels "
+                       r"at the first of --scales=3 with --max_size=64, .* use a larger --max_size "
+                       r"or fewer --scales\.$"):
+        plan(make_config(max_size=64, scales=3), (1024, 768), [(100, 100)], ["photo.jpg"])
     # The style image has as many pixels as the content: a wide one gets too flat.
-    with pytest.raises(UserError, match=r"the style image would be 97x19 pixels"):
-        plan(make_config(max_size=200, scales=3), (400, 300), [(1000, 200)])
+    with pytest.raises(UserError, match=r"^The style image 'b.png' \(1000x200\) would be 97x19 "
+                       r"pixels at the first of --scales=3 with --max_size=200, .* or a larger "
+                       r"--style_scale\.$"):
+        plan(make_config(max_size=200, scales=3), (400, 300), [(100, 100), (1000, 200)],
+             ["a.jpg", "a.png", "b.png"])
+    with pytest.raises(UserError, match=r"^The style image \(1000x50\) would be 537x27 pixels with "
+                       r"--max_size=120, .* use a larger --max_size or a larger --style_scale\.$"):
+        plan(make_config(max_size=120, scales=1), (120, 120), [(1000, 50)])
 
 
 def test_stage_of_a_step():

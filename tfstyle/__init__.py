@@ -25,3 +25,14 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+def command() -> None:
+    """The installed `tfstyle` command: `python -m tfstyle.run`, with a Ctrl-C while
+    tfstyle.run imports TensorFlow also given one line."""
+    from tfstyle.errors import stopped_before_start
+    try:
+        from tfstyle import run
+    except KeyboardInterrupt:
+        raise SystemExit(stopped_before_start()) from None
+    run.entry_point()

@@ -12,7 +12,7 @@ from PIL import Image
 
 from tfstyle import checkpoints, colors, features, images, monitor, schedule, tiles
 from tfstyle.checkpoints import Checkpoints
-from tfstyle.config import INITS, Config, make_config
+from tfstyle.config import INITS, Config, make_config, split_paths
 from tfstyle.errors import UserError
 from tfstyle.features import FeatureExtractor
 from tfstyle.images import ImageLike
@@ -52,7 +52,7 @@ class Inputs:
 def names(value: Union[str, ImageLike, Sequence[ImageLike]]) -> list[ImageLike]:
     """A comma-separated list of paths, or a list of images, as a list."""
     if isinstance(value, str):
-        return [part for part in value.split(",") if part]
+        return split_paths(value)
     if isinstance(value, (list, tuple)):
         return list(value)
     return [value]
@@ -284,12 +284,18 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
     if config.logdir:
         monitor.prepare_logdir(config.logdir)
     inputs = load_inputs(config, content, styles)
-    stages = schedule.plan(config, inputs.shape, [image.size for image in inputs.styles])
+    stages = schedule.plan(config, inputs.shape, [image.size for image in inputs.styles],
+                           [str(item) if isinstance(item, (str, os.PathLike)) else ""
+                            for item in (content[:1] or styles[:1]) + styles])
     tile_sizes = {stage.scale: tile_for(config, stage.size, inputs.batch) for stage in stages}
     if config.resume or config.checkpoint_every:
         # A resumed run must end exactly where the uninterrupted one would have.
         tf.config.experimental.enable_op_determinism()
     start_step = checkpoints.latest_step(config.output) if config.resume else 0
+    if start_step > config.total_steps:
+        raise UserError(f"The checkpoint of '{config.output}' is at step {start_step}, past this "
+                        f"run's last step {config.total_steps}; resume with the steps it was "
+                        "started with, or more.")
     extractor = extractor_for(config)
     # A texture has no content to start from: it starts from noise unless --init names a picture.
     init = "noise" if not inputs.content and config.init in ("content", "content_noise") \
@@ -323,13 +329,25 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
         run.checkpoint = saver.save if saver else None
         return run
 
+    # The outputs this run has written: only those may it replace without --overwrite (a
+    # resumed run owns its outputs already), so another run's file is never lost.
+    written: set[str] = set()
+
     def save(batch_images: np.ndarray, step: int) -> None:
+        taken: list[UserError] = []  # after writing the rest of the batch, say so
         for image, path, record in zip(batch_images, outputs, records):
             try:
-                images.save_image(image, path, monitor.run_record(record, step))
+                images.save_image(image, path, monitor.run_record(record, step),
+                                  overwrite=config.overwrite or config.resume or path in written)
             except OSError as error:
                 raise UserError(f"Could not write '{path}' ({error.strerror or error}); the last "
                                 "checkpoint, if any, is still valid.") from None
+            except UserError as error:
+                taken.append(error)
+            else:
+                written.add(path)
+        if taken:
+            raise taken[0]
 
     content_batch, final_styles = arrays_at(config, inputs, stages[-1].size)
     watcher = monitor.RunMonitor(config, stages, extractor.weights_description, content_batch,

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from typing import Any, Callable
+
+import numpy as np
 
 from tfstyle.errors import UserError
 
@@ -167,6 +170,10 @@ class Config:
     image_every: int = _field(0, "Add the generated image to TensorBoard every N steps (0: five "
                               "times per run); the final image is always added.")
     quiet: bool = _field(False, "No progress bar.")
+    record_paths: bool = _field(True, "Store the input files' absolute paths in the output PNG's "
+                                "run record, so --from_image re-runs it from any directory; "
+                                "--norecord_paths stores only file names (a shared PNG then "
+                                "reveals no directories).")
 
     def __post_init__(self) -> None:
         # Accept the flag's text form (and lists) so every entry point shares one parser.
@@ -176,6 +183,9 @@ class Config:
                                                                        "content_layers"))
         object.__setattr__(self, "scale_steps", parse_steps(self.scale_steps))
         object.__setattr__(self, "style_weights", parse_weights(self.style_weights))
+        for field in dataclasses.fields(self):
+            object.__setattr__(self, field.name, _checked_type(field.name, getattr(self, field.name),
+                                                              type(field.default)))
         validate(self)
 
     @property
@@ -332,13 +342,34 @@ def upgrade_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 def make_config(preset: str = "default", **overrides: Any) -> Config:
     """The preset's settings with `overrides` on top (explicit settings win)."""
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise UserError(f"Unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}.")
     overrides = upgrade_settings(overrides)
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Config)})
     if unknown:
         raise UserError(f"Unknown setting(s) {', '.join(unknown)}; see Config for the list.")
     return Config(**{**PRESETS[preset], **overrides, "preset": preset})
+
+
+def split_paths(text: str) -> list[str]:
+    """The paths in a comma-separated --content, --style or --style_masks: the whole text when
+    it names an existing file (whose name may contain commas), else its comma-separated parts."""
+    if os.path.isfile(text):
+        return [text]
+    return [part for part in text.split(",") if part]
+
+
+def input_paths(config: Config, absolute: bool = True) -> dict[str, str]:
+    """The settings that name input files (--content, --style, --style_masks, an --init file),
+    each existing path made absolute, so that the same file named from another directory
+    compares and re-runs the same; with absolute=False, each cut to its file name."""
+    def converted(path: str) -> str:
+        if not absolute:
+            return os.path.basename(path)
+        return os.path.abspath(path) if os.path.exists(path) else path
+
+    names = ["content", "style", "style_masks"] + ([] if config.init in INITS else ["init"])
+    return {name: ",".join(map(converted, split_paths(getattr(config, name)))) for name in names}
 
 
 def parse_layer_weights(value: Any, flag: str = "style_layers") -> LayerWeights:
@@ -397,6 +428,71 @@ def _whole_number(item: Any) -> int:
     if isinstance(item, bool) or (isinstance(item, float) and not item.is_integer()):
         raise ValueError(item)
     return int(item)
+
+
+def _checked_type(name: str, value: Any, kind: type) -> Any:
+    """`value` as a setting of type `kind`: settings also come from run records and Python
+    callers, where a float step count or a number for a path would otherwise surface as a
+    traceback deep in the run."""
+    if kind is tuple:  # already parsed
+        return value
+    if kind is bool and isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if kind is int and isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    if kind is float and isinstance(value, (int, float, np.integer, np.floating)) \
+            and not isinstance(value, bool):
+        return float(value)
+    if kind is str and isinstance(value, str):
+        if "\0" in value:
+            raise UserError(f"--{name} contains a NUL character.")
+        return value
+    what = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}[kind]
+    shown = repr(value)
+    raise UserError(f"--{name} must be {what}, got {shown if len(shown) < 60 else shown[:57] + '...'}"
+                    f" ({type(value).__name__}).")
+
+
+# Steps and sizes are int32 in the step and its counters; floats are float32 there.
+INT32_MAX = 2**31 - 1
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Longest image side: far beyond any memory here (the memory check then names what fits), and
+# within what Pillow and int32 pixel counts can index.
+MAX_SIDE = 65536
+# A directory name holds 255 bytes; room is left for the '-2', '-3', ... suffix.
+MAX_RUN_NAME_BYTES = 240
+
+
+def _check_ranges(config: Config) -> None:
+    """Refuse numbers that are valid Python but not in the units the step uses."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= INT32_MAX:
+            raise UserError(f"--{field.name} must be from 0 to {INT32_MAX}, got {value}.")
+        if isinstance(value, float) and math.isfinite(value) and abs(value) > FLOAT32_MAX:
+            raise UserError(f"--{field.name} is {value:g}, beyond float32's range "
+                            f"(at most {FLOAT32_MAX:.4g}).")
+    for name in ("max_size", "image_size", "tile_size"):
+        if getattr(config, name) > MAX_SIDE:
+            raise UserError(f"--{name} must be at most {MAX_SIDE} pixels, got "
+                            f"{getattr(config, name)}.")
+    for name in ("learning_rate", "epsilon"):
+        if getattr(config, name) > 0 and np.float32(getattr(config, name)) == 0:
+            raise UserError(f"--{name} is {getattr(config, name):g}, which is 0 in float32.")
+    if any(steps > INT32_MAX for steps in config.scale_steps):
+        raise UserError(f"--scale_steps must be at most {INT32_MAX}, got "
+                        f"{format_steps(config.scale_steps)}.")
+    if config.total_steps > INT32_MAX:
+        raise UserError(f"--steps and --scale_steps add up to {config.total_steps} steps; at most "
+                        f"{INT32_MAX}.")
+    if len(config.run_name.encode()) > MAX_RUN_NAME_BYTES:
+        raise UserError(f"--run_name is {len(config.run_name.encode())} bytes long; a directory "
+                        f"name may have at most {MAX_RUN_NAME_BYTES}.")
+    pairs = (*config.style_layers, *config.content_layers,
+             *(("style_weights", weight) for weight in config.style_weights))
+    for name, weight in pairs:
+        if math.isfinite(weight) and abs(weight) > FLOAT32_MAX:
+            raise UserError(f"The weight {weight:g} of {name} is beyond float32's range.")
 
 
 _VGG19_LAYER = re.compile(r"block[1-5]_conv[1-4]$")
@@ -467,3 +563,4 @@ def validate(config: Config) -> None:
                         f"{config.style_layer_weight_exp}.")
     if not 0 <= config.beta_1 < 1 or not 0 <= config.beta_2 < 1 or config.epsilon <= 0:
         raise UserError("Adam needs 0 <= beta_1, beta_2 < 1 and epsilon > 0.")
+    _check_ranges(config)

@@ -6,7 +6,7 @@ import dataclasses
 import signal
 import threading
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, NoReturn, Optional, Sequence
 
 import numpy as np
 from absl import logging
@@ -69,14 +69,17 @@ class Result:
 
 
 class NonFiniteCost(UserError):
-    """A cost became NaN or infinite; the image of the step before is kept."""
+    """A cost or the image itself became NaN or infinite at `step` (`what` says which, as the
+    start of a sentence); the last finite image, of step `kept`, is kept (None: there was none)."""
 
-    def __init__(self, step: int, cost: str, value: float, precision: str = "float32") -> None:
+    def __init__(self, step: int, what: str, kept: Optional[int],
+                 precision: str = "float32") -> None:
         advice = ("Activations in float16 overflow above 65504, so --precision=mixed_bfloat16 "
                   "or float32 may help" if precision == "mixed_float16" else
                   "A lower --learning_rate or other weights may help")
-        super().__init__(f"The cost '{cost}' became {value} at step {step}; stopped and kept the "
-                         f"image of step {step - 1}. {advice}.")
+        outcome = ("no step had a finite image, so nothing was written" if kept is None
+                   else f"kept the image of step {kept}")
+        super().__init__(f"{what} at step {step}; stopped and {outcome}. {advice}.")
         self.step = step
 
 
@@ -115,9 +118,10 @@ def optimize(stages: Sequence[Stage], begin: BeginStage, save: Callable[[np.ndar
     """Run the stages' steps after `start_step`. `save(image, step)` every `save_every` steps and
     always at the end, also when SIGINT/SIGTERM/Ctrl-C stops the run early; the stage's
     checkpoint every `checkpoint_every` steps and when stopped early. Raises NonFiniteCost
-    (after saving the last good image) when a cost goes bad. What is saved, shown to the
-    callbacks and returned is `finish` of the stage's picture (a post-process such as
-    colors.finisher); the next scale starts from the picture itself."""
+    (after saving the last finite image) when a cost goes bad, or the image itself: an update
+    can overflow under finite costs, and the pixels it leaves must not be written as black.
+    What is saved, shown to the callbacks and returned is `finish` of the stage's picture (a
+    post-process such as colors.finisher); the next scale starts from the picture itself."""
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     last = stages[-1].last_step
@@ -125,9 +129,22 @@ def optimize(stages: Sequence[Stage], begin: BeginStage, save: Callable[[np.ndar
     stop = StopRequests()
     interrupted = False
     run: Optional[StageRun] = None
+    good: Optional[tuple[np.ndarray, int]] = None  # the last finite picture, and its step
+
+    def keep_if_finite(step: int) -> None:
+        nonlocal good
+        picture = np.array(run.picture())  # a copy: the next step changes the variable
+        if not np.isfinite(picture).all():
+            give_up(step, "The image itself became NaN or infinite")
+        good = picture, step
+
+    def give_up(step: int, what: str) -> NoReturn:
+        if good:
+            save(written(), good[1])
+        raise NonFiniteCost(step, what, good[1] if good else None, precision) from None
 
     def written() -> np.ndarray:
-        return finish(run.picture())
+        return finish(good[0])
 
     def after_step(stage: Stage, step: int, costs: dict[str, float]) -> bool:
         nonlocal done
@@ -135,6 +152,7 @@ def optimize(stages: Sequence[Stage], begin: BeginStage, save: Callable[[np.ndar
         history.append(costs)
         if run.average:
             run.average.update()
+        keep_if_finite(step)
         # Written before the callbacks run, so a preview callback shows this step's file.
         if save_every and step % save_every == 0 and step < last and not stop.signal_name:
             save(written(), step)
@@ -145,7 +163,12 @@ def optimize(stages: Sequence[Stage], begin: BeginStage, save: Callable[[np.ndar
         if stop.signal_name:
             return True
         if run.checkpoint and checkpoint_every and step % checkpoint_every == 0:
-            run.checkpoint(step)
+            try:
+                run.checkpoint(step)
+            except UserError as error:  # (a full disk, say) the image may still fit: keep the work
+                save(written(), step)
+                raise UserError(f"{str(error).rstrip('.')}; the image of step {step} was "
+                                "written.") from None
         return False
 
     try:
@@ -156,14 +179,14 @@ def optimize(stages: Sequence[Stage], begin: BeginStage, save: Callable[[np.ndar
             for stage in stages[holding:]:
                 run = begin(stage, picture)
                 first = max(start_step, stage.first_step)
+                keep_if_finite(first)
                 try:
                     run.optimizer.run(first, stage.last_step,
                                       lambda step, costs, stage=stage: after_step(stage, step,
                                                                                   costs))
                 except NonFiniteCosts as error:
-                    save(written(), done)
                     bad = first_bad_cost(error.costs)
-                    raise NonFiniteCost(done + 1, bad, error.costs[bad], precision) from None
+                    give_up(done + 1, f"The cost '{bad}' became {error.costs[bad]}")
                 if stop.signal_name:
                     break
                 picture = run.picture()
@@ -171,7 +194,7 @@ def optimize(stages: Sequence[Stage], begin: BeginStage, save: Callable[[np.ndar
         interrupted = True
         logging.warning("Interrupted after step %d; writing the latest image.", done)
     interrupted = interrupted or bool(stop.signal_name)
-    if run is None:  # interrupted before the first stage was set up: nothing to write
+    if good is None:  # interrupted before the first stage was set up: nothing to write
         raise KeyboardInterrupt
     image = written()
     save(image, done)

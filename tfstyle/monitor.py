@@ -7,12 +7,14 @@ no second forward pass and no extra device round trip.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import keras
 import numpy as np
@@ -21,8 +23,9 @@ from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api
 
 from tfstyle import images
-from tfstyle.config import (INITS, Config, absent_settings, hparam_settings, make_config,
-                            upgrade_settings)
+from tfstyle.checkpoints import describe_error
+from tfstyle.config import (Config, absent_settings, hparam_settings, input_paths,
+                            make_config, upgrade_settings)
 from tfstyle.errors import UserError
 from tfstyle.loop import Iterate, Result
 from tfstyle.schedule import Stage
@@ -45,19 +48,18 @@ SESSION_SETTINGS = ("overwrite", "resume")
 
 def recorded_config(config: Config) -> dict[str, Any]:
     """The settings as stored in an output: input paths made absolute so a re-run works from
-    any directory; style layer weights as pairs, because the text form rounds them."""
+    any directory (only file names, and no log directory, with --norecord_paths); style layer
+    weights as pairs, because the text form rounds them."""
     settings = dataclasses.asdict(config)
     for name in SESSION_SETTINGS:  # how this run was started, not how the image was made
         settings.pop(name)
-    for name in ("content", "style", "style_masks"):
-        settings[name] = ",".join(_absolute(path) for path in getattr(config, name).split(","))
-    if config.init not in INITS:  # an image file
-        settings["init"] = _absolute(config.init)
+    settings.update(input_paths(config, absolute=config.record_paths))
+    if not config.record_paths:
+        settings["output"] = os.path.basename(config.output)
+        settings["logdir"] = ""
+        if os.path.exists(config.weights):
+            settings["weights"] = os.path.basename(config.weights)
     return settings
-
-
-def _absolute(path: str) -> str:
-    return os.path.abspath(path) if path and os.path.exists(path) else path
 
 
 def run_record(config: Config, step: int) -> dict[str, str]:
@@ -67,30 +69,39 @@ def run_record(config: Config, step: int) -> dict[str, str]:
 
 
 def recorded_settings(path: str) -> dict[str, Any]:
-    """The settings recorded in a PNG that tfstyle wrote, as Config field values."""
+    """The settings recorded in a PNG that tfstyle wrote, as Config field values. A record is
+    untrusted input (anyone can edit a PNG's text chunks): its values are checked as flags
+    are, and how a run is started (--overwrite, --resume) is never taken from it."""
+    if os.path.isdir(path):
+        raise UserError(f"--from_image '{path}' is a directory; give a PNG that tfstyle wrote.")
     text = images.read_png_text(path)
     if RECORD_KEY not in text:
         raise UserError(f"'{path}' carries no tfstyle run record; only PNGs written by tfstyle "
                         "can be re-run.")
+    damaged = f"The tfstyle run record in '{path}' is damaged"
     try:
         record = json.loads(text[RECORD_KEY])
         settings = dict(record["config"])
     except (ValueError, KeyError, TypeError):
-        raise UserError(f"The tfstyle run record in '{path}' is damaged.") from None
+        raise UserError(f"{damaged}.") from None
+    for name in SESSION_SETTINGS:
+        settings.pop(name, None)
+    unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(Config)}
+                     - {"content_layer"})  # (the older form, upgraded below)
+    if unknown:
+        version = record.get("version") if isinstance(record.get("version"), str) else "?"
+        raise UserError(f"'{path}' was written by tfstyle {version[:20]} with setting(s) "
+                        f"{', '.join(name[:40] for name in unknown[:3])}"
+                        f"{' and more' if len(unknown) > 3 else ''} that this version does not "
+                        "know.")
     try:
         settings = upgrade_settings(settings)
-    except UserError:
-        raise UserError(f"The tfstyle run record in '{path}' is damaged.") from None
-    unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(Config)})
-    if unknown:
-        raise UserError(f"'{path}' was written by tfstyle {record.get('version', '?')} with "
-                        f"setting(s) {', '.join(unknown)} that this version does not know.")
-    # A setting added since the record was written did then what its absent value does now.
-    settings = {**absent_settings(), **settings}
-    try:
-        Config(**settings)  # values of the wrong type would otherwise surface as a traceback
-    except (TypeError, ValueError):
-        raise UserError(f"The tfstyle run record in '{path}' is damaged.") from None
+        # A setting added since the record was written did then what its absent value does now.
+        settings = {**absent_settings(), **settings}
+        make_config(settings.get("preset", "default"),
+                    **{name: value for name, value in settings.items() if name != "preset"})
+    except UserError as error:
+        raise UserError(f"{damaged}: {error}") from None
     return settings
 
 
@@ -120,12 +131,16 @@ def flag_lines(config: Config) -> list[str]:
 
 # --- TensorBoard --------------------------------------------------------------------------
 
+def _unusable_logdir(logdir: str, error: OSError) -> UserError:
+    return UserError(f"Cannot use --logdir '{logdir}': {error.strerror or error}.")
+
+
 def prepare_logdir(logdir: str) -> None:
     """Create --logdir up front, so a bad one is refused before any expensive work."""
     try:
         os.makedirs(logdir, exist_ok=True)
     except OSError as error:
-        raise UserError(f"Cannot use --logdir '{logdir}': {error.strerror or error}.") from None
+        raise _unusable_logdir(logdir, error) from None
     if not os.access(logdir, os.W_OK):
         raise UserError(f"Cannot use --logdir '{logdir}': it is not writable.")
 
@@ -143,6 +158,8 @@ def claim_run_directory(logdir: str, run_name: str = "") -> str:
             return directory
         except FileExistsError:
             attempt += 1
+        except OSError as error:  # a full disk, a read-only mount
+            raise _unusable_logdir(logdir, error) from None
 
 
 def tag_of(cost: str) -> str:
@@ -160,20 +177,35 @@ def hparams_of(config: Config, weights_description: str, size: tuple[int, int],
 
 
 class TensorBoardLog:
-    """One run's costs, images, settings and hparams in a new sub-directory of config.logdir."""
+    """One run's costs, images, settings and hparams in a new sub-directory of config.logdir.
+
+    A log that cannot be written at the start (a full disk, say) is refused before any step,
+    and its directory removed. One that fails mid-run stops logging but not the run: the
+    image it was making is worth more than its log, so the run ends and writes it, and only
+    then does finish() raise the UserError that names the log and the step it stops at."""
 
     def __init__(self, config: Config, stages: list[Stage], weights_description: str,
                  content: Optional[np.ndarray], styles: Sequence[np.ndarray]) -> None:
         self.log_every = config.log_every
         self.image_every = config.image_every or max(1, stages[-1].last_step // IMAGES_PER_RUN)
         self.directory = claim_run_directory(config.logdir, config.run_name)
+        self.last_scalar_step = self.last_image_step = 0
+        self.last: Optional[Iterate] = None
+        self._write_scalars: Optional[Any] = None
+        self.failure = ""  # why the log stopped, once it has
+        try:
+            self._write_header(config, stages, weights_description, content, styles)
+        except (OSError, tf.errors.OpError) as error:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise UserError(f"Cannot write TensorBoard logs in '{self.directory}' "
+                            f"({describe_error(error)}).") from None
+
+    def _write_header(self, config: Config, stages: list[Stage], weights_description: str,
+                      content: Optional[np.ndarray], styles: Sequence[np.ndarray]) -> None:
         # Events are queued in memory and reach the disk every few seconds, at image steps and
         # at the end, rather than with a flush (and fsync) per step.
         self.writer = tf.summary.create_file_writer(self.directory, max_queue=1000,
                                                     flush_millis=5000)
-        self.last_scalar_step = self.last_image_step = 0
-        self.last: Optional[Iterate] = None
-        self._write_scalars: Optional[Any] = None
         with self.writer.as_default(step=0):
             text = "\n".join(f"    {line}" for line in flag_lines(config))
             tf.summary.text("config", f"tfstyle {version()}; re-run with `python -m tfstyle.run "
@@ -188,8 +220,22 @@ class TensorBoardLog:
                                  image, max_outputs=len(image))
         self.writer.flush()
 
+    def _attempt(self, step: int, write: Callable[[], None]) -> None:
+        """`write()` unless the log failed before; a failure now stops all later writes."""
+        if self.failure:
+            return
+        try:
+            write()
+        except (OSError, tf.errors.OpError) as error:
+            self.failure = (f"Could not write the TensorBoard log in '{self.directory}' "
+                            f"({describe_error(error)}), so it ends before step {step}; the run "
+                            "went on without it and wrote its result")
+
     def __call__(self, iterate: Iterate) -> None:
         self.last = iterate
+        self._attempt(iterate.step, lambda: self._log(iterate))
+
+    def _log(self, iterate: Iterate) -> None:
         if iterate.step % self.log_every == 0:
             self.scalars(iterate)
         if iterate.step % self.image_every == 0:
@@ -220,16 +266,28 @@ class TensorBoardLog:
         self.last_image_step = step
 
     def finish(self, result: Result) -> None:
-        """The final step's costs and image (if not logged yet), then everything to disk."""
+        """The final step's costs and image (if not logged yet), then everything to disk;
+        raises UserError if any of the log could not be written."""
+        self._attempt(result.steps, lambda: self._log_final(result))
+        self.close()
+        if self.failure:
+            raise UserError(f"{self.failure}.")
+
+    def _log_final(self, result: Result) -> None:
         if self.last and self.last_scalar_step != self.last.step:
             self.scalars(self.last)
         if result.steps and self.last_image_step != result.steps:
             self.image(result.steps, result.image)
-        self.close()
 
     def close(self) -> None:
-        self.writer.flush()
-        self.writer.close()
+        self._attempt(self.last.step + 1 if self.last else 1, self.writer.flush)
+        with contextlib.suppress(OSError, tf.errors.OpError):  # the failure is already noted
+            self.writer.close()
+
+    def discard_if_empty(self) -> None:
+        """After a run stopped before its first step: a log of its settings alone is clutter."""
+        if self.last is None:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 # --- The terminal -------------------------------------------------------------------------
@@ -334,8 +392,9 @@ class RunMonitor:
             self.tensorboard.finish(result)
 
     def close(self) -> None:
-        """After an error: keep what was logged."""
+        """After an error or Ctrl-C: keep what was logged, if any step was."""
         if self.progress:
             self.progress.close()
         if self.tensorboard:
             self.tensorboard.close()
+            self.tensorboard.discard_if_empty()

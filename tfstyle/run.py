@@ -15,14 +15,24 @@ import dataclasses
 import os
 import signal
 import sys
+import tempfile
+import traceback
 from typing import Sequence
 
 from absl import app, flags, logging
 
+from tfstyle.config import PRESETS, Config, make_config, upgrade_settings
+from tfstyle.errors import UserError, stopped_before_start
+
 
 def _import_tensorflow_quietly() -> None:
     """TF's C++ runtime prints GPU-probing lines on stderr at import and device set-up, before
-    any log level applies; a user should see only tfstyle's own messages there."""
+    any log level applies; a user should see only tfstyle's own messages there.
+
+    Also imports the modules that need TF, as this module's `api` and `monitor`. Imported as a
+    library, this module does it at once; run as `python -m tfstyle.run`, entry_point does it,
+    where a Ctrl-C during those seconds is one line instead of a traceback."""
+    global api, monitor
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     saved = os.dup(2)
     try:
@@ -33,13 +43,11 @@ def _import_tensorflow_quietly() -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+    from tfstyle import api, monitor
 
 
-_import_tensorflow_quietly()
-
-from tfstyle import api, monitor  # noqa: E402  (after the quiet import)
-from tfstyle.config import PRESETS, Config, make_config, upgrade_settings  # noqa: E402
-from tfstyle.errors import UserError  # noqa: E402
+if __name__ != "__main__":
+    _import_tensorflow_quietly()
 
 FLAGS = flags.FLAGS
 
@@ -101,6 +109,22 @@ def fail(message: str) -> int:
     return 2
 
 
+def internal_error(error: Exception) -> int:
+    """One line for the user, the traceback in a file for the bug report; exit status 1, as
+    the fault is not in what the user asked for."""
+    try:
+        fd, report = tempfile.mkstemp(prefix="tfstyle-error-", suffix=".txt")
+        with os.fdopen(fd, "w") as file:
+            traceback.print_exception(error, file=file)
+        where = f"the details are in {report}"
+    except OSError:
+        where = "no report could be written"
+    summary = " ".join(f"{type(error).__name__}: {error}".split())
+    print(f"tfstyle: internal error: {summary[:200]} ({where}; please report it).",
+          file=sys.stderr)
+    return 1
+
+
 def main(argv: Sequence[str]) -> int:
     if len(argv) > 1:
         return fail(f"Unexpected argument(s) {' '.join(argv[1:])}; every setting is a --flag.")
@@ -111,12 +135,14 @@ def main(argv: Sequence[str]) -> int:
         result = api.run_config(config)
     except UserError as error:
         return fail(str(error))
+    except Exception as error:  # a bug of ours, or a fault nothing above foresaw
+        return internal_error(error)
     final = result.history[-1] if result.history else {}
-    logging.info("Wrote %s after %d steps in %.1f s, %.2f steps/s (total %.4g, content %.4g, "
-                 "style %.4g)%s.", ", ".join(result.outputs), result.steps, result.seconds,
-                 len(result.history) / max(result.seconds, 1e-9), final.get("total", float("nan")),
-                 final.get("content", float("nan")), final.get("style", float("nan")),
-                 f"; TensorBoard logs in {result.log_dir}" if result.log_dir else "")
+    costs = (" (" + ", ".join(f"{name} {final[name]:.4g}" for name in monitor.SHOWN_COSTS
+                              if name in final) + ")" if final else " (no step was left to run)")
+    logging.info("Wrote %s after %d steps in %.1f s, %.2f steps/s%s%s.", ", ".join(result.outputs),
+                 result.steps, result.seconds, len(result.history) / max(result.seconds, 1e-9),
+                 costs, f"; TensorBoard logs in {result.log_dir}" if result.log_dir else "")
     if not result.interrupted:
         return 0
     print(f"tfstyle: stopped by {result.stopped_by} after step {result.steps} of "
@@ -126,12 +152,56 @@ def main(argv: Sequence[str]) -> int:
     return 128 + int(getattr(signal, result.stopped_by, signal.SIGINT))
 
 
+HELP_FLAGS = ("-?", "--help", "-help", "--helpshort", "--helpfull", "--helpxml")
+# absl reads a flagfile whole, and nested ones too: a device such as /dev/zero would be read
+# until memory runs out. Flags for one run fit in far less.
+MAX_FLAGFILE_BYTES = 1 << 20
+
+
+def flagfile_paths(args: Sequence[str]) -> list[str]:
+    """The files named by --flagfile=PATH or --flagfile PATH in `args`."""
+    paths = []
+    for position, arg in enumerate(args):
+        name, equals, value = arg.lstrip("-").partition("=")
+        if name == "flagfile" and arg.startswith("-"):
+            if equals:
+                paths.append(value)
+            elif position + 1 < len(args):
+                paths.append(args[position + 1])
+    return paths
+
+
+def check_flagfiles(args: Sequence[str], seen: frozenset = frozenset()) -> None:
+    """Refuse a flagfile (or one it names) that is not a small readable regular file."""
+    for path in flagfile_paths(args):
+        if path in seen:
+            continue  # absl itself refuses a flagfile that includes itself
+        if not os.path.isfile(path):
+            what = "does not exist" if not os.path.exists(path) else "is not a regular file"
+            raise UserError(f"--flagfile '{path}' {what}.")
+        if os.path.getsize(path) > MAX_FLAGFILE_BYTES:
+            raise UserError(f"--flagfile '{path}' is larger than {MAX_FLAGFILE_BYTES >> 20} MiB; "
+                            "a flagfile holds one flag per line.")
+        try:
+            with open(path, encoding="utf-8") as file:
+                lines = [line.strip() for line in file.read(MAX_FLAGFILE_BYTES).splitlines()]
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"--flagfile '{path}' cannot be read ({error}).") from None
+        check_flagfiles(lines, seen | {path})
+
+
 def parse_flags(argv: Sequence[str]) -> list[str]:
-    """absl's parser, but a bad flag is one line and exit status 2 like every other bad input."""
+    """absl's parser, but a bad flag is one line and exit status 2 like every other bad input,
+    and asking for help is a success."""
     try:
+        check_flagfiles(argv[1:])
         return FLAGS(list(argv))
-    except flags.Error as error:
-        sys.exit(fail(f"{error}."))
+    except (flags.Error, UserError) as error:
+        sys.exit(fail(f"{str(error).rstrip('.')}."))
+    except SystemExit as exit:  # absl exits 1 after printing the help it was asked for
+        if exit.code == 1 and any(arg.split("=")[0] in HELP_FLAGS for arg in argv[1:]):
+            sys.exit(0)
+        raise
 
 
 def cli(argv: Sequence[str]) -> int:
@@ -141,14 +211,22 @@ def cli(argv: Sequence[str]) -> int:
         remaining = parse_flags(argv)
     except SystemExit as exit:
         return int(exit.code)
-    return main(remaining)
+    try:
+        return main(remaining)
+    except KeyboardInterrupt:
+        return stopped_before_start()
 
 
 define_flags()
+app.define_help_flags()  # also for cli(), which does not go through app.run
 
 
 def entry_point() -> None:
-    app.run(main, flags_parser=parse_flags)
+    try:
+        _import_tensorflow_quietly()
+        app.run(main, flags_parser=parse_flags)
+    except KeyboardInterrupt:
+        sys.exit(stopped_before_start())
 
 
 if __name__ == "__main__":

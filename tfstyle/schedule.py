@@ -47,10 +47,11 @@ def style_size_at(config: Config, style_size: Size, size: Size) -> Size:
     return scaled if config.image_size else images.match_area(style_size, scaled)
 
 
-def plan(config: Config, content_size: Size, style_sizes: Sequence[Size]) -> list[Stage]:
+def plan(config: Config, content_size: Size, style_sizes: Sequence[Size],
+         names: Sequence[str] = ()) -> list[Stage]:
     """The run's stages for a content image of `content_size` (width, height); refuses a first
     scale at which the content or a style image (see style_size_at) would be too small for
-    VGG19."""
+    VGG19, naming it by `names` (the content image's, then each style image's) when given."""
     final = images.fit_size(content_size, config.max_size, config.image_size)
     stages, first = [], 0
     for index, steps in enumerate(config.steps_per_scale):
@@ -63,20 +64,24 @@ def plan(config: Config, content_size: Size, style_sizes: Sequence[Size]) -> lis
         stages.append(Stage(index + 1, size, first, first + steps))
         first += steps
     size = stages[0].size
-    for what, (width, height) in (("image", size), *(
-            ("style image", style_size_at(config, style_size, size))
-            for style_size in style_sizes)):
+    checked = [("image", content_size, size), *(
+        ("style image", style_size, style_size_at(config, style_size, size))
+        for style_size in style_sizes)]
+    for position, (what, original, (width, height)) in enumerate(checked):
         if min(width, height) < images.MIN_SIDE:
-            remedies = ["a larger size"]
+            size_flag = (f"--image_size={config.image_size}" if config.image_size
+                         else f"--max_size={config.max_size}")
+            remedies = [f"a larger {size_flag.split('=')[0]}"]
             if config.scales > 1:
                 remedies.append("fewer --scales")
             if what == "style image":
                 remedies.append("a larger --style_scale")
-            where = (f"With --scales={config.scales}, the {what} would be {width}x{height} pixels "
-                     "at the first scale" if config.scales > 1 else
-                     f"The {what} would be {width}x{height} pixels")
-            raise UserError(f"{where}, and VGG19 needs at least {images.MIN_SIDE} on each side; "
-                            f"use {' or '.join(remedies)}.")
+            name = f" '{names[position]}'" if position < len(names) and names[position] else ""
+            where = (f"at the first of --scales={config.scales} " if config.scales > 1 else "")
+            raise UserError(f"The {what}{name} ({original[0]}x{original[1]}) would be "
+                            f"{width}x{height} pixels {where}with {size_flag}, and VGG19 needs "
+                            f"at least {images.MIN_SIDE} on each side; use "
+                            f"{' or '.join(remedies)}.")
     return stages
 
 

