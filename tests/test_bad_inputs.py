@@ -1136,7 +1136,8 @@ def test_settings_that_cannot_be_written_leave_no_temporary_file(capsys, files, 
 
 # --- 2. Ctrl-C before the first step ----------------------------------------------------------
 
-def test_ctrl_c_while_tensorflow_imports_is_one_line_and_130(files):
+@pytest.mark.parametrize("number, name", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_a_stop_while_tensorflow_imports_is_one_line(files, number, name):
     tmp, content, style = files
     before = snapshot(tmp)
     command = [sys.executable, "-m", "tfstyle.run", *run_args(tmp, content, style)]
@@ -1146,10 +1147,10 @@ def test_ctrl_c_while_tensorflow_imports_is_one_line_and_130(files):
     # TF's shared library is mapped early in its import, seconds before the import ends.
     while "tensorflow" not in maps.read_text() and time.monotonic() < deadline:
         time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(number)
     out, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
-    assert err.splitlines() == ["tfstyle: stopped by Ctrl-C before the first step; "
+    assert process.returncode == 128 + number, err
+    assert err.splitlines() == [f"tfstyle: stopped by {name} before the first step; "
                                 "nothing was written."]
     assert snapshot(tmp) == before
 
@@ -1316,3 +1317,88 @@ def test_checkpoint_settings_get_the_mode_open_would_give(capsys, files, umask_0
     settings = checkpoints.checkpoint_directory(tmp / "out.png") / "settings.json"
     assert settings.stat().st_mode & 0o777 == umask_027
     assert (tmp / "out.png").stat().st_mode & 0o777 == umask_027  # as images.save_image does
+
+
+# === Found by a hostile review of the above ===
+
+def test_names_that_are_not_utf8_are_refused_before_any_work(capsys, files):
+    tmp, content, style = files
+    for flag in ("logdir", "output", "run_name"):
+        args = {"output": f"{tmp}/out.png", "logdir": f"{tmp}/logs", "run_name": "r",
+                flag: f"{tmp}/bad\udcffname" if flag != "run_name" else "bad\udcff"}
+        before = snapshot(tmp)
+        code, err = cli(capsys, f"--content={content}", f"--style={style}",
+                        *(f"--{name}={value}" for name, value in args.items()))
+        assert_refused(code, err)
+        assert f"--{flag} is not valid UTF-8" in err[0]
+        assert snapshot(tmp) == before
+
+
+def test_a_link_to_nothing_is_an_existing_output(capsys, files):
+    tmp, content, style = files
+    link = tmp / "dangling.png"
+    link.symlink_to(tmp / "nowhere" / "x.png")
+    before = snapshot(tmp)
+    code, err = cli(capsys, *run_args(tmp, content, style)[:2], f"--output={link}", *TINY_ADAM)
+    assert_refused(code, err)
+    assert "already exists; pass --overwrite" in err[0]
+    assert snapshot(tmp) == before and link.is_symlink()
+
+
+def test_a_file_where_the_checkpoints_go_is_refused_before_any_work(capsys, files):
+    tmp, content, style = files
+    (tmp / "out.png.checkpoints").write_text("hi")
+    before = snapshot(tmp)
+    code, err = cli(capsys, *run_args(tmp, content, style, "--checkpoint_every=1"))
+    assert_refused(code, err, tmp / "out.png")
+    assert "out.png.checkpoints', where this run's checkpoints go, is a file" in err[0]
+    assert snapshot(tmp) == before
+
+
+@pytest.mark.parametrize("role", ["content", "style", "init", "style_masks"])
+def test_a_pipe_is_not_an_image_file(capsys, files, role):
+    tmp, content, style = files
+    pipe = tmp / "pipe.png"
+    os.mkfifo(pipe)
+    args = {"content": content, "style": style, role: str(pipe)}
+    code, err = cli(capsys, *(f"--{name}={value}" for name, value in args.items()),
+                    f"--output={tmp / 'out.png'}", *TINY_ADAM)
+    assert_refused(code, err, tmp / "out.png")
+    assert "is not a regular file" in err[0]
+
+
+def test_an_output_under_a_file_says_so(capsys, files):
+    tmp, content, style = files
+    code, err = cli(capsys, f"--content={content}", f"--style={style}",
+                    f"--output={content}/out.png")
+    assert_refused(code, err)
+    assert f"'{content}' is a file, not a directory" in err[0]
+
+
+def test_a_flagfile_that_includes_itself(capsys, files):
+    tmp, content, style = files
+    flagfile = tmp / "loop.flags"
+    flagfile.write_text(f"--steps=1\n--flagfile={flagfile}\n")
+    code, err = cli(capsys, f"--content={content}", f"--style={style}",
+                    f"--output={tmp / 'out.png'}", f"--flagfile={flagfile}")
+    assert_refused(code, err, tmp / "out.png")
+    assert "includes itself" in err[0]
+
+
+def test_a_final_write_that_fails_keeps_the_picture_elsewhere(capsys, files, monkeypatch,
+                                                             tmp_path_factory):
+    tmp, content, style = files
+    rescue = tmp_path_factory.mktemp("rescue")
+    monkeypatch.setattr(images.tempfile, "tempdir", str(rescue))
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, FULL_DISK)
+
+    monkeypatch.setattr(images, "save_image", disk_full)
+    code, err = cli(capsys, *run_args(tmp, content, style))
+    assert_refused(code, err, tmp / "out.png")
+    kept = err[0].split("was saved as '")[1].split("' instead")[0]
+    assert f"Could not write '{tmp / 'out.png'}' ({FULL_DISK}); the picture of step 2" in err[0]
+    assert os.path.dirname(kept) == str(rescue)
+    assert Image.open(kept).size == (48, 38)
+    assert monitor.read_run_record(kept).steps == 2

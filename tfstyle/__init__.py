@@ -28,11 +28,12 @@ def __dir__() -> list[str]:
 
 
 def command() -> None:
-    """The installed `tfstyle` command: `python -m tfstyle.run`, with a Ctrl-C while
-    tfstyle.run imports TensorFlow also given one line."""
-    from tfstyle.errors import stopped_before_start
+    """The installed `tfstyle` command: `python -m tfstyle.run`, with a Ctrl-C or SIGTERM
+    while tfstyle.run imports TensorFlow also given one line."""
+    from tfstyle.errors import stop_on_sigterm, stopped_before_start
+    stop_on_sigterm()
     try:
         from tfstyle import run
-    except KeyboardInterrupt:
-        raise SystemExit(stopped_before_start()) from None
+    except KeyboardInterrupt as interrupt:
+        raise SystemExit(stopped_before_start(interrupt)) from None
     run.entry_point()

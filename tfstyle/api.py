@@ -277,6 +277,8 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
     if not config.output and (config.resume or config.checkpoint_every):
         raise UserError("Checkpoints live beside the output: --resume and --checkpoint_every "
                         "need --output.")
+    if config.output:  # Ctrl-C writes a checkpoint too
+        checkpoints.check_directory(config.output)
     # Each output's record describes a run of its content image alone: the images of a batch
     # are independent, so that run reproduces it, and --from_image re-runs just that picture.
     records = [config.replace(output=path, content=str(item) if named else config.content)
@@ -334,20 +336,23 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
     written: set[str] = set()
 
     def save(batch_images: np.ndarray, step: int) -> None:
-        taken: list[UserError] = []  # after writing the rest of the batch, say so
+        problems: list[str] = []  # said after writing the rest of the batch
         for image, path, record in zip(batch_images, outputs, records):
+            text = monitor.run_record(record, step)
             try:
-                images.save_image(image, path, monitor.run_record(record, step),
+                images.save_image(image, path, text,
                                   overwrite=config.overwrite or config.resume or path in written)
-            except OSError as error:
-                raise UserError(f"Could not write '{path}' ({error.strerror or error}); the last "
-                                "checkpoint, if any, is still valid.") from None
+            except OSError as error:  # a full disk, a directory made read-only meanwhile
+                kept = images.save_elsewhere(image, path, text)
+                problems.append(f"Could not write '{path}' ({error.strerror or error}); "
+                                + (f"the picture of step {step} was saved as '{kept}' instead."
+                                   if kept else "nor could it be saved elsewhere."))
             except UserError as error:
-                taken.append(error)
+                problems.append(str(error))
             else:
                 written.add(path)
-        if taken:
-            raise taken[0]
+        if problems:
+            raise UserError(problems[0])
 
     content_batch, final_styles = arrays_at(config, inputs, stages[-1].size)
     watcher = monitor.RunMonitor(config, stages, extractor.weights_description, content_batch,

@@ -47,6 +47,14 @@ def checkpoint_directory(output: str | os.PathLike) -> Path:
     return Path(f"{output}.checkpoints")
 
 
+def check_directory(output: str | os.PathLike) -> None:
+    """Refuse, before any work, a run whose checkpoint directory could never be made."""
+    directory = checkpoint_directory(output)
+    if os.path.lexists(directory) and not directory.is_dir():
+        raise UserError(f"'{directory}', where this run's checkpoints go, is a file, not a "
+                        "directory; move it away or choose another --output.")
+
+
 def latest_step(output: str | os.PathLike) -> int:
     """The step of the latest checkpoint beside `output` (it tells the scale to set up before
     restoring); refuses a directory with none or one tfstyle did not write."""

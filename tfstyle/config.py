@@ -485,6 +485,12 @@ def _check_ranges(config: Config) -> None:
     if config.total_steps > INT32_MAX:
         raise UserError(f"--steps and --scale_steps add up to {config.total_steps} steps; at most "
                         f"{INT32_MAX}.")
+    for name in ("output", "logdir", "run_name"):  # TensorFlow's file names are UTF-8
+        try:
+            getattr(config, name).encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"--{name} is not valid UTF-8, which TensorFlow needs for the "
+                            "checkpoints and logs beside it; use a UTF-8 name.") from None
     if len(config.run_name.encode()) > MAX_RUN_NAME_BYTES:
         raise UserError(f"--run_name is {len(config.run_name.encode())} bytes long; a directory "
                         f"name may have at most {MAX_RUN_NAME_BYTES}.")

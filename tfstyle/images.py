@@ -73,6 +73,9 @@ def _open(source: ImageLike) -> Image.Image:
         raise UserError(f"Image file '{path}' does not exist.")
     if os.path.isdir(path):
         raise UserError(f"'{path}' is a directory, not an image file.")
+    if not os.path.isfile(path):
+        raise UserError(f"'{path}' is not a regular file (a pipe or a device?); give an image "
+                        "file.")
     if os.path.getsize(path) == 0:
         raise UserError(f"Image file '{path}' is empty.")
     try:
@@ -323,6 +326,25 @@ def save_image(array: np.ndarray, path: str | os.PathLike,
             os.unlink(temp)
 
 
+def save_elsewhere(array: np.ndarray, path: str | os.PathLike,
+                   text: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """Write the picture meant for `path`, which could not be written (a full disk, a
+    read-only mount), under a fresh name in the temporary directory, so the work is not lost.
+    Returns that name, or None when it cannot be written there either."""
+    path = Path(path)
+    try:
+        fd, kept = tempfile.mkstemp(prefix=f"tfstyle-{path.stem[:40]}-", suffix=path.suffix)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "wb") as file:
+            _encode(to_pil(array), writable_format(path), file, text)
+        return kept
+    except (OSError, UserError):
+        os.unlink(kept)
+        return None
+
+
 def read_png_text(path: str | os.PathLike) -> dict[str, str]:
     """The text chunks of the PNG file at `path`."""
     path = str(path)
@@ -379,6 +401,8 @@ def batch_output_paths(output: str | os.PathLike, names: Sequence[str]) -> list[
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> None:
     """Refuse an output we could not or should not write, before any work is done."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"Cannot write '{path}': it is a directory.")
     image_format = writable_format(path)
     try:  # some of Pillow's writers exist only as stubs, or take no RGB image: really try
         _encode(Image.new("RGB", (MIN_SIDE, MIN_SIDE)), image_format, io.BytesIO())
@@ -387,15 +411,14 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> None:
                         f"{image_format} ({error}); use .png or .jpg.") from None
     directory = _directory(path)
     if not directory.is_dir():
-        raise UserError(f"Cannot write '{path}': the directory '{directory}' does not exist.")
+        problem = "is a file, not a directory" if directory.exists() else "does not exist"
+        raise UserError(f"Cannot write '{path}': '{directory}' {problem}.")
     size, limit = len(os.fsencode(path.name)), _name_max(directory)
     if size > limit:  # quoted in part: the whole name would make a line too long to read
-        raise UserError(f"Cannot write '{path.name[:24]}...{path.name[-24:]}' in '{directory}': the name is "
-                        f"{size} bytes long and this file system takes at most {limit}; choose a "
-                        "shorter name.")
-    if path.is_dir():
-        raise UserError(f"Cannot write '{path}': it is a directory.")
-    if path.exists() and not overwrite:
+        raise UserError(f"Cannot write '{path.name[:24]}...{path.name[-24:]}' in '{directory}': "
+                        f"the name is {size} bytes long and this file system takes at most "
+                        f"{limit}; choose a shorter name.")
+    if os.path.lexists(path) and not overwrite:  # a link to nothing is taken too
         raise UserError(f"'{path}' already exists; pass --overwrite to replace it.")
     try:  # permission bits do not tell root or read-only file systems apart: really try
         with tempfile.TemporaryFile(dir=directory):

@@ -22,7 +22,7 @@ from typing import Sequence
 from absl import app, flags, logging
 
 from tfstyle.config import PRESETS, Config, make_config, upgrade_settings
-from tfstyle.errors import UserError, stopped_before_start
+from tfstyle.errors import UserError, stop_on_sigterm, stopped_before_start
 
 
 def _import_tensorflow_quietly() -> None:
@@ -174,8 +174,8 @@ def flagfile_paths(args: Sequence[str]) -> list[str]:
 def check_flagfiles(args: Sequence[str], seen: frozenset = frozenset()) -> None:
     """Refuse a flagfile (or one it names) that is not a small readable regular file."""
     for path in flagfile_paths(args):
-        if path in seen:
-            continue  # absl itself refuses a flagfile that includes itself
+        if path in seen:  # absl would warn and go on without it
+            raise UserError(f"--flagfile '{path}' includes itself.")
         if not os.path.isfile(path):
             what = "does not exist" if not os.path.exists(path) else "is not a regular file"
             raise UserError(f"--flagfile '{path}' {what}.")
@@ -222,11 +222,12 @@ app.define_help_flags()  # also for cli(), which does not go through app.run
 
 
 def entry_point() -> None:
+    stop_on_sigterm()
     try:
         _import_tensorflow_quietly()
         app.run(main, flags_parser=parse_flags)
-    except KeyboardInterrupt:
-        sys.exit(stopped_before_start())
+    except KeyboardInterrupt as interrupt:
+        sys.exit(stopped_before_start(interrupt))
 
 
 if __name__ == "__main__":
