@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import tensorflow as tf
 from tfstyle.config import (Config, absent_settings, format_layer_weights, input_paths,
                             objective_settings, upgrade_settings)
 from tfstyle.errors import UserError
-from tfstyle.images import _umask
+from tfstyle.images import temporary_file
 
 SETTINGS_FILE = "settings.json"
 
@@ -142,11 +141,9 @@ class Checkpoints:
         return {name: settings[name] for name in objective_settings()}
 
     def _write_settings(self) -> None:
-        fd, temp = tempfile.mkstemp(dir=self.directory, prefix=f".{SETTINGS_FILE}.",
-                                    suffix=".tmp")
+        fd, temp = temporary_file(self.directory, f".{SETTINGS_FILE}.", ".tmp")
         try:
             with os.fdopen(fd, "w") as file:
-                os.fchmod(fd, 0o666 & ~_umask())  # as a plain open() would, not mkstemp's 0600
                 json.dump(self._objective(), file, indent=1)
             os.replace(temp, self.directory / SETTINGS_FILE)
         except BaseException:

@@ -230,10 +230,14 @@ def to_pil(array: np.ndarray, name: str = "The picture") -> Image.Image:
     return Image.fromarray(np.clip(array * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
-def _umask() -> int:
+def temporary_file(directory: str | os.PathLike, prefix: str, suffix: str) -> tuple[int, str]:
+    """mkstemp's (fd, path) in `directory`, with the mode a plain open() would give rather than
+    mkstemp's private 0600: the file is renamed into place for others to read."""
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
     mask = os.umask(0)  # the only way to read it is to set it
     os.umask(mask)
-    return mask
+    os.fchmod(fd, 0o666 & ~mask)
+    return fd, path
 
 
 def _encode(image: Image.Image, image_format: str, file: BinaryIO,
@@ -308,10 +312,8 @@ def save_image(array: np.ndarray, path: str | os.PathLike,
     path = Path(path)
     image = to_pil(array, f"The picture for '{path}'")
     image_format = writable_format(path)
-    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=_directory(path))
+    fd, temp = temporary_file(_directory(path), TEMP_PREFIX, ".tmp")
     try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as file:
             _encode(image, image_format, file, text)
         if overwrite:

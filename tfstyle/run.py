@@ -224,7 +224,8 @@ app.define_help_flags()  # also for cli(), which does not go through app.run
 def entry_point() -> None:
     stop_on_sigterm()
     try:
-        _import_tensorflow_quietly()
+        if "api" not in globals():  # run as __main__; imported as a library it already did
+            _import_tensorflow_quietly()
         app.run(main, flags_parser=parse_flags)
     except KeyboardInterrupt as interrupt:
         sys.exit(stopped_before_start(interrupt))

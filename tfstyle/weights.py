@@ -30,7 +30,7 @@ import numpy as np
 from absl import logging
 
 from tfstyle.errors import UserError
-from tfstyle.images import _umask
+from tfstyle.images import temporary_file
 
 OFFICIAL_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 OFFICIAL_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/" + OFFICIAL_FILE
@@ -320,8 +320,7 @@ def _load_keras_file(model: keras.Model, path: Path) -> None:
 
 def _save_atomically(model: keras.Model, path: Path) -> None:
     # A crash mid-write must never leave a half file under the name later runs trust.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".weights.h5")
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide a shared cache from its users
+    fd, tmp = temporary_file(path.parent, ".tmp-", ".weights.h5")
     os.close(fd)
     try:
         model.save_weights(tmp, overwrite=True)
