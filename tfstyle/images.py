@@ -403,7 +403,7 @@ def batch_output_paths(output: str | os.PathLike, names: Sequence[str]) -> list[
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> None:
     """Refuse an output we could not or should not write, before any work is done."""
     path = Path(path)
-    if path.is_dir():
+    if os.path.isdir(path):  # (os.path, unlike Path, takes a name too long as "no")
         raise UserError(f"Cannot write '{path}': it is a directory.")
     image_format = writable_format(path)
     try:  # some of Pillow's writers exist only as stubs, or take no RGB image: really try
