@@ -12,10 +12,10 @@ files whose outcome arithmetic can change, see PATH_INDEPENDENT):
   onednn_on         TF_ENABLE_ONEDNN_OPTS=1
   onednn_off        TF_ENABLE_ONEDNN_OPTS=0 (Eigen's kernels)
   avx2              oneDNN and XLA held to AVX2 (ONEDNN_MAX_CPU_ISA, --xla_cpu_max_isa), as on
-                    a CPU of this machine kind without AVX-512. Without the bfloat16 tests:
-                    TF sends bfloat16 convolutions to oneDNN when the CPU itself has AVX-512
-                    BF16, and oneDNN held to AVX2 then has no kernel for them; on a real AVX2
-                    CPU TF uses Eigen's, which onednn_off runs.
+                    a CPU of this machine kind without AVX-512. Without the 16-bit tests of
+                    each format the CPU itself has in AVX-512 (BF16, FP16): TF then sends
+                    those convolutions to oneDNN, and oneDNN held to AVX2 has no kernel for
+                    them; on a real AVX2 CPU TF uses Eigen's, which onednn_off runs.
   onednn_off_avx2   Eigen's kernels and XLA held to AVX2
 
 (XLA's --xla_cpu_use_thunk_runtime=false, the other generic path, is no longer honoured by
@@ -40,7 +40,24 @@ VARIANTS = {
     "onednn_off_avx2": {"TF_ENABLE_ONEDNN_OPTS": "0", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"},
 }
 # pytest arguments of a variant (see the docstring for why).
-SELECTION = {"avx2": ["-k", "not bfloat16"]}
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return {flag for line in cpuinfo if line.startswith("flags")
+                    for flag in line.split(":", 1)[1].split()}
+    except OSError:  # not Linux: no variant below needs excluding
+        return set()
+
+
+def _avx2_selection() -> list[str]:
+    flags = _cpu_flags()
+    # "float16" also names the bfloat16 tests, so FP16 hardware excludes both.
+    excluded = ("float16" if "avx512_fp16" in flags else
+                "bfloat16" if "avx512_bf16" in flags else "")
+    return ["-k", f"not {excluded}"] if excluded else []
+
+
+SELECTION = {"avx2": _avx2_selection()}
 # Test files whose outcome no CPU code path can change (refusals, settings, file formats):
 # the main run covers them, and the variants need not repeat them.
 PATH_INDEPENDENT = ("tests/test_bad_inputs.py", "tests/test_config.py", "tests/test_images.py")
