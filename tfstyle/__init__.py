@@ -11,7 +11,8 @@ __version__ = "0.2.0"
 
 # The API is imported on first use, so that `python -m tfstyle.run` can set TensorFlow up
 # (quietly) before anything imports it.
-_API = {"stylize": "tfstyle.api", "run_config": "tfstyle.api", "Config": "tfstyle.config",
+_API = {"stylize": "tfstyle.api", "run_config": "tfstyle.api", "run_many": "tfstyle.jobs",
+        "Config": "tfstyle.config",
         "make_config": "tfstyle.config", "PRESETS": "tfstyle.config",
         "UserError": "tfstyle.errors"}
 __all__ = [*_API, "__version__"]

@@ -249,6 +249,23 @@ def resolve_config(config: Optional[Config] = None, **overrides: Any) -> Config:
     return config.replace(**overrides) if overrides else config
 
 
+def write_output(image: np.ndarray, path: str, record: Config, step: int,
+                 overwrite: bool) -> Optional[str]:
+    """Write the picture of `step` to `path` with `record` as its run record; on failure, why
+    (in one sentence), the picture then kept elsewhere when it can be (see save_elsewhere)."""
+    text = monitor.run_record(record, step)
+    try:
+        images.save_image(image, path, text, overwrite=overwrite)
+    except OSError as error:  # a full disk, a directory made read-only meanwhile
+        kept = images.save_elsewhere(image, path, text)
+        return (f"Could not write '{path}' ({error.strerror or error}); "
+                + (f"the picture of step {step} was saved as '{kept}' instead." if kept
+                   else "nor could it be saved elsewhere."))
+    except UserError as error:
+        return str(error)
+    return None
+
+
 def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
                style: Optional[Union[ImageLike, Sequence[ImageLike]]] = None,
                callbacks: Sequence[StepCallback] = ()) -> Result:
@@ -338,17 +355,10 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
     def save(batch_images: np.ndarray, step: int) -> None:
         problems: list[str] = []  # said after writing the rest of the batch
         for image, path, record in zip(batch_images, outputs, records):
-            text = monitor.run_record(record, step)
-            try:
-                images.save_image(image, path, text,
-                                  overwrite=config.overwrite or config.resume or path in written)
-            except OSError as error:  # a full disk, a directory made read-only meanwhile
-                kept = images.save_elsewhere(image, path, text)
-                problems.append(f"Could not write '{path}' ({error.strerror or error}); "
-                                + (f"the picture of step {step} was saved as '{kept}' instead."
-                                   if kept else "nor could it be saved elsewhere."))
-            except UserError as error:
-                problems.append(str(error))
+            problem = write_output(image, path, record, step,
+                                   overwrite=config.overwrite or config.resume or path in written)
+            if problem:
+                problems.append(problem)
             else:
                 written.add(path)
         if problems:

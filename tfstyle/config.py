@@ -36,6 +36,7 @@ OPTIMIZERS = ("lbfgs", "adam")
 PREPROCESSING = ("imagenet", "none")
 # Keras dtype policies for VGG19; the image, the costs and Adam always stay float32.
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+ENGINES = ("local", "ray")
 
 
 _NOT_ADDED_LATER = object()
@@ -170,6 +171,17 @@ class Config:
     image_every: int = _field(0, "Add the generated image to TensorBoard every N steps (0: five "
                               "times per run); the final image is always added.")
     quiet: bool = _field(False, "No progress bar.")
+    engine: str = _field("local", "Where the images of a folder run (--content=DIR or a glob) "
+                         "are stylised: 'local' (in this process, one after another) or 'ray' "
+                         "(as Ray tasks, on this machine or a cluster; pip install "
+                         "tfstyle[ray]).")
+    ray_address: str = _field("", "With --engine=ray: '' starts Ray on this machine, 'auto' joins "
+                              "the cluster this machine is part of, 'ray://HOST:10001' a remote "
+                              "one.")
+    cpus_per_image: float = _field(1.0, "With --engine=ray: the CPUs each image's task claims "
+                                   "(and TensorFlow's thread count in it).")
+    gpus_per_image: float = _field(0.0, "With --engine=ray: the GPUs each image's task claims, "
+                                   "e.g. 0.25 for four images sharing one GPU.")
     record_paths: bool = _field(True, "Store the input files' absolute paths in the output PNG's "
                                 "run record, so --from_image re-runs it from any directory; "
                                 "--norecord_paths stores only file names (a shared PNG then "
@@ -547,7 +559,8 @@ def validate(config: Config) -> None:
     if not 0 <= config.average_decay < 1:
         raise UserError(f"--average_decay must be in [0, 1), got {config.average_decay}.")
     for name, choices in (("optimizer", OPTIMIZERS), ("pooling", POOLINGS),
-                          ("preprocess", PREPROCESSING), ("precision", PRECISIONS)):
+                          ("preprocess", PREPROCESSING), ("precision", PRECISIONS),
+                          ("engine", ENGINES)):
         if getattr(config, name) not in choices:
             raise UserError(f"Unknown --{name} '{getattr(config, name)}'; choose one of: "
                             f"{', '.join(choices)}.")
@@ -564,6 +577,9 @@ def validate(config: Config) -> None:
                 raise UserError(f"--{flag}: the weight of {name} must be a finite number.")
         if sum(weight for _, weight in pairs) <= 0 or any(weight < 0 for _, weight in pairs):
             raise UserError(f"--{flag} weights must be non-negative and sum to a positive number.")
+    if not 0 < config.cpus_per_image <= 1024 or not 0 <= config.gpus_per_image <= 64:
+        raise UserError("--cpus_per_image must be above 0 and --gpus_per_image at least 0 (Ray "
+                        f"resources), got {config.cpus_per_image:g} and {config.gpus_per_image:g}.")
     if not 0.1 <= config.style_layer_weight_exp <= 10:
         raise UserError(f"--style_layer_weight_exp must be from 0.1 to 10, got "
                         f"{config.style_layer_weight_exp}.")

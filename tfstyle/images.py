@@ -381,23 +381,29 @@ def image_name(source: ImageLike, position: int) -> str:
     return Path(str(source).removeprefix("sample:")).stem or str(position + 1)
 
 
+def unique_names(names: Sequence[str]) -> list[str]:
+    """`names` with '-2', '-3', ... appended to a name already taken (two photo.jpg from
+    different folders give photo and photo-2)."""
+    taken: set[str] = set()
+    unique = []
+    for name in names:
+        candidate, attempt = name, 1
+        while candidate in taken:
+            attempt += 1
+            candidate = f"{name}-{attempt}"
+        taken.add(candidate)
+        unique.append(candidate)
+    return unique
+
+
 def batch_output_paths(output: str | os.PathLike, names: Sequence[str]) -> list[str]:
     """Where each image of a batch goes: 'out.png' itself for one image; else 'out-<name>.png'
-    per image, with '-2', '-3', ... appended to a name already taken (two photo.jpg from
-    different folders give out-photo.png and out-photo-2.png)."""
+    per image, names made unique by unique_names."""
     if len(names) == 1:
         return [str(output)]
     output = Path(output)
-    taken: set[str] = set()
-    paths = []
-    for name in names:
-        unique, attempt = name, 1
-        while unique in taken:
-            attempt += 1
-            unique = f"{name}-{attempt}"
-        taken.add(unique)
-        paths.append(str(output.with_name(f"{output.stem}-{unique}{output.suffix}")))
-    return paths
+    return [str(output.with_name(f"{output.stem}-{name}{output.suffix}"))
+            for name in unique_names(names)]
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> None:

@@ -43,7 +43,9 @@ def version() -> str:
 
 # --- The run record -----------------------------------------------------------------------
 
-SESSION_SETTINGS = ("overwrite", "resume")
+# How a run was started and where it ran, not how its image was made.
+SESSION_SETTINGS = ("overwrite", "resume", "engine", "ray_address", "cpus_per_image",
+                    "gpus_per_image")
 
 
 def recorded_config(config: Config) -> dict[str, Any]:
@@ -51,7 +53,7 @@ def recorded_config(config: Config) -> dict[str, Any]:
     any directory (only file names, and no log directory, with --norecord_paths); style layer
     weights as pairs, because the text form rounds them."""
     settings = dataclasses.asdict(config)
-    for name in SESSION_SETTINGS:  # how this run was started, not how the image was made
+    for name in SESSION_SETTINGS:
         settings.pop(name)
     settings.update(input_paths(config, absolute=config.record_paths))
     if not config.record_paths:
@@ -292,7 +294,7 @@ class TensorBoardLog:
 
 # --- The terminal -------------------------------------------------------------------------
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     minutes, seconds = divmod(int(seconds + 0.5), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
@@ -347,7 +349,7 @@ class Progress:
         if self.bar is not None:
             self.bar.update(iterate.step, shown + ([("steps/s", speed)] if speed else []))
         elif iterate.step % self.every == 0 or iterate.step == self.steps:
-            eta = f", ETA {_duration(left)}" if left is not None else ""
+            eta = f", ETA {duration(left)}" if left is not None else ""
             rate = f", {speed:.2f} steps/s" if speed else ""
             values = ", ".join(f"{name} {value:.4g}" for name, value in shown)
             print(f"step {iterate.step}/{self.steps}{rate}{eta}: {values}", flush=True)

@@ -32,7 +32,7 @@ def _import_tensorflow_quietly() -> None:
     Also imports the modules that need TF, as this module's `api` and `monitor`. Imported as a
     library, this module does it at once; run as `python -m tfstyle.run`, entry_point does it,
     where a Ctrl-C during those seconds is one line instead of a traceback."""
-    global api, monitor
+    global api, jobs, monitor
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     saved = os.dup(2)
     try:
@@ -43,7 +43,7 @@ def _import_tensorflow_quietly() -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-    from tfstyle import api, monitor
+    from tfstyle import api, jobs, monitor
 
 
 if __name__ != "__main__":
@@ -130,6 +130,13 @@ def main(argv: Sequence[str]) -> int:
         return fail(f"Unexpected argument(s) {' '.join(argv[1:])}; every setting is a --flag.")
     try:
         config = config_from_flags()
+        if jobs.is_folder_run(config.content):
+            summary = jobs.run_many(config)
+            jobs.report(summary)
+            return jobs.exit_status(summary)
+        if config.engine == "ray":
+            raise UserError("--engine=ray stylises a folder: give --content a directory or a "
+                            "glob such as 'photos/*.jpg', and --output a directory.")
         if not config.output:
             raise UserError("Say where to write the result with --output=FILE.png.")
         result = api.run_config(config)
