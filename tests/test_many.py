@@ -8,11 +8,10 @@ import time
 
 import numpy as np
 import pytest
-import ray
 from PIL import Image
 
 import tfstyle
-from conftest import make_content, make_style, save_png
+from conftest import make_content, make_style, poison_from, save_png
 from tfstyle import images, jobs, monitor
 from tfstyle.config import make_config
 from tfstyle.errors import UserError
@@ -55,9 +54,11 @@ def by_name(summary):
 
 @pytest.fixture(scope="module")
 def local_ray():
+    """A real Ray cluster on this machine (Ray comes with the dev extra)."""
+    ray = pytest.importorskip("ray")
     ray.init(num_cpus=max(2, CPUS), include_dashboard=False, log_to_driver=False,
              logging_level="ERROR")
-    yield
+    yield ray
     ray.shutdown()
 
 
@@ -117,20 +118,21 @@ def test_a_rerun_skips_finished_images_and_redoes_the_rest(folder):
     assert monitor.read_run_record(f"{out}/a.png").steps == 4
 
 
-def test_ctrl_c_keeps_finished_images_and_the_rerun_completes(folder, monkeypatch):
-    """SIGINT during the second image: the first is kept, the second written as it stood (its
-    record says so), the rest cancelled; the rerun finishes exactly those two."""
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_keeps_finished_images_and_the_rerun_completes(folder, monkeypatch, number):
+    """SIGINT or SIGTERM during the second image: the first is kept, the second written as it
+    stood (its record says so), the rest cancelled; the rerun finishes exactly those two."""
     real_run_config = jobs.api.run_config
     started = []
 
     def interrupt_second_image(config, *args, **kwargs):
         started.append(config.content)
 
-        def sigint_at_step_2(iterate):
+        def signal_at_step_2(iterate):
             if iterate.step == 2:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), number)
 
-        callbacks = [sigint_at_step_2] if len(started) == 2 else []
+        callbacks = [signal_at_step_2] if len(started) == 2 else []
         return real_run_config(config, callbacks=callbacks)
 
     monkeypatch.setattr(jobs.api, "run_config", interrupt_second_image)
@@ -138,7 +140,8 @@ def test_ctrl_c_keeps_finished_images_and_the_rerun_completes(folder, monkeypatc
     summary = tfstyle.run_many(config)
     assert [result.status for result in summary.results] == [
         "done", "interrupted", "cancelled", "cancelled"]
-    assert summary.stopped_by == "SIGINT" and jobs.exit_status(summary) == 130
+    assert summary.stopped_by == signal.Signals(number).name
+    assert jobs.exit_status(summary) == 128 + number
     out = folder[2]
     assert json.loads(images.read_png_text(f"{out}/b.png")[monitor.RECORD_KEY])["step"] == 2
     assert not os.path.exists(f"{out}/c.png")
@@ -171,7 +174,8 @@ def test_the_command_line(folder, capsys):
 @pytest.mark.parametrize("change, words", [
     (dict(output="{tmp}/style.png"), "is a file"),
     (dict(output="{tmp}/out.png"), "looks like an image file"),
-    (dict(output="{tmp}/photos"), "content directory itself"),
+    (dict(output="{tmp}/photos"), "holds input images"),
+    (dict(content="{tmp}/photos/*.png", output="{tmp}/photos/"), "holds input images"),
     (dict(checkpoint_every=2), "restarts image by image"),
     (dict(content="{tmp}/photos/*.gif"), "holds no image files"),
     (dict(style="{tmp}/photos/broken.jpg"), "not an image format"),
@@ -183,16 +187,43 @@ def test_folder_runs_refused_up_front(folder, tmp_path, capsys, change, words):
     photos, style, out = folder
     settings = {"content": photos, "style": style, "output": out, "max_size": 48,
                 **{name: str(value).format(tmp=tmp_path) for name, value in change.items()}}
+    before = sorted(tmp_path.rglob("*"))
     status = cli(["tfstyle", *(f"--{name}={value}" for name, value in settings.items())])
     error = capsys.readouterr().err
     assert status == 2 and words in error and len(error.strip().splitlines()) == 1
-    assert not os.path.exists(out)
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_without_ray_the_ray_engine_says_how_to_get_it(folder, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "ray", None)
     with pytest.raises(UserError, match=r"pip install 'tfstyle\[ray\]'"):
         tfstyle.run_many(config_for(folder, engine="ray"))
+    assert not os.path.exists(folder[2])
+
+
+def test_a_summary_that_cannot_be_written_is_said_after_the_pictures(folder, capsys):
+    os.makedirs(f"{folder[2]}/{jobs.SUMMARY_NAME}")  # a directory where the file would go
+    summary = tfstyle.run_many(config_for(folder), [f"{folder[0]}/a.png"])
+    assert summary.count("done") == 1 and os.path.exists(f"{folder[2]}/a.png")
+    assert summary.path == "" and "Could not write the summary" in summary.problem
+    assert jobs.exit_status(summary) == 2
+    jobs.report(summary)
+    assert "Could not write the summary" in capsys.readouterr().err
+
+
+def test_a_cost_gone_nan_still_writes_the_last_finite_picture(folder, monkeypatch):
+    """The costs turn NaN at the fourth step (as an overflowing activation makes them): the
+    image is failed, with the reason, and the picture of step 3 is written for it, as a single
+    run writes it."""
+    real_stage_run = jobs.api.stage_run
+    monkeypatch.setattr(jobs.api, "stage_run",
+                        lambda *args, **kwargs: poison_from(real_stage_run(*args, **kwargs), 4))
+    summary = tfstyle.run_many(config_for(folder, steps=5), [f"{folder[0]}/a.png"])
+    result = summary.results[0]
+    assert result.status == "failed" and "became nan at step 4" in result.reason
+    assert "kept the image of step 3" in result.reason
+    assert json.loads(images.read_png_text(result.output)[monitor.RECORD_KEY])["step"] == 3
+    assert jobs.exit_status(summary) == 2
 
 
 def test_ray_gives_the_local_engines_pixels_and_reports_bad_inputs(folder, tmp_path, local_ray):
@@ -212,9 +243,11 @@ def test_ray_gives_the_local_engines_pixels_and_reports_bad_inputs(folder, tmp_p
     assert again.count("skipped") == 3 and again.count("done") == 0
 
 
-def kill_first_worker(name, killed, stop):
-    """SIGKILL the first Ray worker seen running `name` (its process title while it does)."""
-    while not stop.is_set() and not killed:
+def kill_first_worker(name, killed, stop, kill=True, patience=600):
+    """SIGKILL the first Ray worker seen running `name` (its process title while it does), and
+    add its pid to `killed`; kill=False only notes it. Gives up after `patience` seconds."""
+    deadline = time.monotonic() + patience
+    while not stop.is_set() and not killed and time.monotonic() < deadline:
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as file:
@@ -222,10 +255,14 @@ def kill_first_worker(name, killed, stop):
             except OSError:
                 continue
             if title.startswith(f"ray::{name}"):
-                os.kill(int(pid), signal.SIGKILL)
+                if kill:
+                    os.kill(int(pid), signal.SIGKILL)
                 killed.append(int(pid))
                 return
         time.sleep(0.05)
+
+
+SLOW = dict(max_size=64, steps=40)  # seconds per image, so that a worker is caught mid-image
 
 
 def test_a_killed_worker_has_its_image_retried(folder, local_ray):
@@ -233,11 +270,41 @@ def test_a_killed_worker_has_its_image_retried(folder, local_ray):
     killer = threading.Thread(target=kill_first_worker, args=("run_image", killed, stop))
     killer.start()
     try:
-        summary = tfstyle.run_many(config_for(folder, engine="ray"),
+        summary = tfstyle.run_many(config_for(folder, engine="ray", **SLOW),
                                    [f"{folder[0]}/a.png", f"{folder[0]}/c.jpg"])
     finally:
         stop.set()
         killer.join()
     assert killed, "no worker was seen running an image"
     assert [result.status for result in summary.results] == ["done", "done"]
-    assert all(monitor.read_run_record(result.output).steps == 3 for result in summary.results)
+    # The killed worker's image was run again, by another process.
+    assert all(not result.worker.endswith(f":{killed[0]}") for result in summary.results)
+    assert all(monitor.read_run_record(result.output).steps == 40 for result in summary.results)
+
+
+def test_ctrl_c_cancels_the_ray_tasks_and_keeps_what_was_written(folder, local_ray):
+    seen, stop = [], threading.Event()
+
+    def interrupt_once_an_image_runs():
+        kill_first_worker("run_image", seen, stop, kill=False)
+        if seen:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=interrupt_once_an_image_runs)
+    watcher.start()
+    try:
+        summary = tfstyle.run_many(config_for(folder, engine="ray", **SLOW))
+    finally:
+        stop.set()
+        watcher.join()
+    assert summary.stopped_by == "SIGINT" and jobs.exit_status(summary) == 130
+    statuses = {result.status for result in summary.results}
+    assert "cancelled" in statuses and statuses <= {"done", "failed", "cancelled"}
+    for result in summary.results:
+        assert os.path.exists(result.output) == (result.status == "done")
+    assert json.loads(open(summary.path).read())["stopped_by"] == "SIGINT"
+    # No task is left running on the cluster.
+    time.sleep(2)
+    left = []
+    kill_first_worker("run_image", left, threading.Event(), kill=False, patience=1)
+    assert not left

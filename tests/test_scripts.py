@@ -1,6 +1,6 @@
-"""The scripts behind the README's figures (quality, convergence, large, lbfgs_choice, gallery)
-run end to end and their figures hang together (tiny sizes and steps: the figures themselves
-are for the README, not for a test).
+"""The scripts behind the README's figures (quality, convergence, large, lbfgs_choice, gallery,
+benchmark_many) run end to end and their figures hang together (tiny sizes and steps: the
+figures themselves are for the README, not for a test).
 
 quality.py scores with the neutral scorer the project shares, ../shared/tools/style_score.py,
 which CI has beside the repository; the images are made here."""
@@ -132,3 +132,21 @@ def test_gallery_rescales_the_size_dependent_preset_weights(tmp_path):
         assert at_512 == getattr(make_config(preset), name)
         assert getattr(gallery.sized(preset, {}, 512, 10, wide), name) == pytest.approx(at_512 * 384 / 512, rel=1e-12)
         assert getattr(gallery.sized(preset, {}, 256, 10, wide), name) == pytest.approx(at_512 * 384 / 512 / 4, rel=1e-12)
+
+
+def test_benchmark_many_times_both_engines_on_the_same_images(tmp_path):
+    figures_file = tmp_path / "many.json"
+    done = run("benchmark_many.py", "--images=2", "--max_size=48", "--photos=/nonexistent",
+               "--settings=scales=1,steps=2", f"--json={figures_file}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(figures_file.read_text())
+    for engine in ("local", "ray_1_worker", f"ray_{figures['cores']}_workers"):
+        row = figures[engine]
+        assert row["per_image"] == pytest.approx(row["seconds"] / 2)
+        assert 0 < row["optimising_per_image"] < row["per_image"]
+        assert re.search(rf"^{engine} +[0-9.]+ +[0-9.]+ +[0-9]+$", done.stdout, re.M)
+    overhead = 100 * (figures["ray_1_worker"]["per_image"] / figures["local"]["per_image"] - 1)
+    assert figures["ray_overhead_percent"] == pytest.approx(overhead)
+    assert f"Ray's per-image overhead: {overhead:.1f}%" in done.stdout
+    # Pictures with a longest side of 48 come back as float32 RGB.
+    assert 12 * 48 * 24 <= figures["transfer_bytes"]["back_per_image"] <= 12 * 48 * 48

@@ -170,7 +170,7 @@ class Config:
     log_every: int = _field(1, "Write the costs to TensorBoard every N steps.")
     image_every: int = _field(0, "Add the generated image to TensorBoard every N steps (0: five "
                               "times per run); the final image is always added.")
-    quiet: bool = _field(False, "No progress bar.")
+    quiet: bool = _field(False, "No progress bar (a folder run still prints a line per image).")
     engine: str = _field("local", "Where the images of a folder run (--content=DIR or a glob) "
                          "are stylised: 'local' (in this process, one after another) or 'ray' "
                          "(as Ray tasks, on this machine or a cluster; pip install "

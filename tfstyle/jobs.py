@@ -16,6 +16,7 @@ import glob
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from PIL import Image
 from tfstyle import api, images, monitor
 from tfstyle.config import INITS, Config, objective_settings, split_paths
 from tfstyle.errors import Terminated, UserError
+from tfstyle.loop import NonFiniteCost
 
 SUMMARY_NAME = "tfstyle-summary.json"
 GLOB_CHARACTERS = "*?["
@@ -52,7 +54,9 @@ class Outcome:
     steps: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    stopped_by: str = ""  # the signal that stopped it, when one did
     error: str = ""
+    worker: str = ""  # host:pid of the process that ran it
 
 
 @dataclasses.dataclass
@@ -64,6 +68,7 @@ class ImageResult:
     reason: str = ""
     steps: int = 0
     seconds: float = 0.0
+    worker: str = ""  # host:pid of the process that ran it
 
 
 @dataclasses.dataclass
@@ -73,7 +78,8 @@ class Summary:
     seconds: float
     engine: str
     stopped_by: str = ""  # "SIGINT" or "SIGTERM" when Ctrl-C or SIGTERM stopped it
-    path: str = ""  # the JSON summary beside the outputs
+    path: str = ""  # the JSON summary beside the outputs ("" when it could not be written)
+    problem: str = ""  # why it could not
 
     def count(self, status: str) -> int:
         return sum(result.status == status for result in self.results)
@@ -93,7 +99,8 @@ class Summary:
         counts = ", ".join(f"{self.count(status)} {status}" for status in STATUSES
                            if self.count(status) or status in ("done", "failed"))
         return (f"{len(self.results)} image(s): {counts} in {monitor.duration(self.seconds)} "
-                f"({self.images_per_hour:.0f} images/h); summary in {self.path}")
+                f"({self.images_per_hour:.0f} images/h)"
+                + (f"; summary in {self.path}" if self.path else ""))
 
 
 class Engine(Protocol):
@@ -116,8 +123,12 @@ def find_inputs(pattern: str) -> list[str]:
     glob matches, sorted: the files with an extension Pillow reads. A file of that kind that
     turns out unreadable is an input too, and is then reported, not silently left out."""
     if os.path.isdir(pattern):
-        candidates = [os.path.join(pattern, name) for name in os.listdir(pattern)
-                      if not name.startswith(".")]
+        try:
+            names = os.listdir(pattern)
+        except OSError as error:
+            raise UserError(f"Cannot list the directory '{pattern}' "
+                            f"({error.strerror or error}).") from None
+        candidates = [os.path.join(pattern, name) for name in names if not name.startswith(".")]
     else:
         candidates = glob.glob(pattern)
     Image.init()
@@ -168,14 +179,15 @@ def plan(config: Config, inputs: Sequence[str]) -> tuple[list[Job], list[ImageRe
             save_every=0, run_name=run_name[:200])
         record = config.replace(content=path, output=output)
         found = "absent" if config.overwrite else previous_output(output, record)
+        if found == "complete":
+            settled.append(ImageResult(path, output, "skipped", "complete"))
+            continue
         try:
             images.check_output_path(output, overwrite=config.overwrite or found != "absent")
         except UserError as error:
             settled.append(ImageResult(path, output, "failed", str(error)))
             continue
-        if found == "complete":
-            settled.append(ImageResult(path, output, "skipped", "complete"))
-        elif found == "other":
+        if found == "other":
             settled.append(ImageResult(path, output, "failed", f"'{output}' exists and was not "
                                        "made with these settings; pass --overwrite to replace "
                                        "it."))
@@ -187,14 +199,21 @@ def plan(config: Config, inputs: Sequence[str]) -> tuple[list[Job], list[ImageRe
 
 def run_job(config: Config) -> Outcome:
     """One image's run in this process. Its failure (a bad image, a cost gone NaN, even a bug)
-    is the outcome's error, not an exception, so that the other images go on."""
+    is the outcome's error, not an exception, so that the other images go on; a cost gone NaN
+    still hands back the last finite picture, for the driver to write."""
+    worker = f"{socket.gethostname()}:{os.getpid()}"
     try:
         result = api.run_config(config)
+    except NonFiniteCost as error:
+        return Outcome(None if error.image is None else error.image[0], error.kept or 0,
+                       error=str(error), worker=worker)
     except UserError as error:
-        return Outcome(error=str(error))
+        return Outcome(error=str(error), worker=worker)
     except Exception as error:  # one image's bug should not cost the others their run
-        return Outcome(error=f"internal error ({type(error).__name__}: {error}); please report it.")
-    return Outcome(result.image[0], result.steps, result.seconds, result.interrupted)
+        return Outcome(error=f"internal error ({type(error).__name__}: {error}); please report it.",
+                       worker=worker)
+    return Outcome(result.image[0], result.steps, result.seconds, result.interrupted,
+                   result.stopped_by, worker=worker)
 
 
 class LocalEngine:
@@ -241,7 +260,7 @@ class ImageProgress:
               f"{Path(result.input).name} {result.status}{note}", flush=True)
 
 
-def check_folder_run(config: Config, pattern: str) -> None:
+def check_folder_run(config: Config) -> None:
     """Refuse a folder run that cannot work, before any image is started."""
     if not config.output:
         raise UserError("Say where the pictures go with --output=DIRECTORY.")
@@ -255,9 +274,9 @@ def check_folder_run(config: Config, pattern: str) -> None:
         raise UserError("A folder run restarts image by image: run the same command again "
                         "(without --resume or --checkpoint_every) and it skips the images "
                         "already done.")
-    if os.path.isdir(pattern) and os.path.exists(output) and os.path.samefile(pattern, output):
-        raise UserError(f"--output '{output}' is the content directory itself; a rerun would "
-                        "take the pictures for photos. Choose another directory.")
+    if config.engine == "ray":
+        from tfstyle import cluster
+        cluster.import_ray()
     for path in (*split_paths(config.style), *split_paths(config.style_masks),
                  *([] if config.init in INITS else [config.init])):
         images.load_image(path)  # a bad style would fail every image: say so once
@@ -265,18 +284,31 @@ def check_folder_run(config: Config, pattern: str) -> None:
         raise UserError("A style image is needed (--style).")
 
 
-def write_summary(summary: Summary, directory: str) -> str:
-    """The summary as JSON beside the outputs, written atomically."""
+def check_apart(paths: Sequence[str], output: str) -> None:
+    """Refuse inputs inside the output directory: the pictures would be taken for photos by
+    the next run, and --overwrite could replace a photo with its own picture."""
+    directory = os.path.realpath(output)
+    inside = [path for path in paths if os.path.dirname(os.path.realpath(path)) == directory]
+    if inside:
+        raise UserError(f"--output '{output}' holds input images ('{inside[0]}'); the pictures "
+                        "would land among the photos. Choose another directory.")
+
+
+def write_summary(summary: Summary, directory: str) -> None:
+    """The summary as JSON beside the outputs, written atomically; when it cannot be, the
+    summary says why instead (the pictures are written already)."""
     path = os.path.join(directory, SUMMARY_NAME)
-    fd, temp = images.temporary_file(directory, images.TEMP_PREFIX, ".tmp")
+    temp = ""
     try:
+        fd, temp = images.temporary_file(directory, images.TEMP_PREFIX, ".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             json.dump(summary.to_dict(), file, indent=2)
         os.replace(temp, path)
+        summary.path = path
     except OSError as error:
-        os.unlink(temp)
-        raise UserError(f"Could not write the summary '{path}' ({error.strerror}).") from None
-    return path
+        if temp and os.path.exists(temp):
+            os.unlink(temp)
+        summary.problem = f"Could not write the summary '{path}' ({error.strerror or error})."
 
 
 def run_many(config: Config, inputs: Union[None, str, Sequence[str]] = None) -> Summary:
@@ -286,13 +318,15 @@ def run_many(config: Config, inputs: Union[None, str, Sequence[str]] = None) -> 
     written as SUMMARY_NAME beside the outputs."""
     start = time.perf_counter()
     pattern = config.content if inputs is None else inputs
-    if isinstance(pattern, str):
-        check_folder_run(config, pattern)
-        paths = find_inputs(pattern)
-    else:
-        check_folder_run(config, "")
-        paths = [str(path) for path in pattern]
-    os.makedirs(config.output, exist_ok=True)
+    check_folder_run(config)
+    paths = (find_inputs(pattern) if isinstance(pattern, str)
+             else [str(path) for path in pattern])
+    check_apart(paths, config.output)
+    try:
+        os.makedirs(config.output, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"Cannot make the output directory '{config.output}' "
+                        f"({error.strerror or error}).") from None
     if config.logdir:
         monitor.prepare_logdir(config.logdir)
     jobs, results = plan(config, paths)
@@ -309,8 +343,8 @@ def run_many(config: Config, inputs: Union[None, str, Sequence[str]] = None) -> 
             result = finish(job, outcome)
             results.append(result)
             progress(result)
-            if outcome.interrupted:
-                stopped_by = "SIGINT"
+            if outcome.interrupted:  # (a Ray task that is stopped is run again instead)
+                stopped_by = outcome.stopped_by or "SIGINT"
                 break
     except KeyboardInterrupt as interrupt:
         stopped_by = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
@@ -323,28 +357,26 @@ def run_many(config: Config, inputs: Union[None, str, Sequence[str]] = None) -> 
     order = {path: position for position, path in enumerate(paths)}
     results.sort(key=lambda result: order[result.input])
     summary = Summary(results, time.perf_counter() - start, config.engine, stopped_by)
-    summary.path = write_summary(summary, config.output)
+    write_summary(summary, config.output)
     return summary
 
 
 def finish(job: Job, outcome: Outcome) -> ImageResult:
     """Write a job's picture (the driver writes every output) and say what became of it."""
-    if outcome.error:
-        return ImageResult(job.input, job.output, "failed", outcome.error)
-    problem = api.write_output(outcome.image, job.output, job.record, outcome.steps,
-                               overwrite=job.replace)
-    if problem:
-        return ImageResult(job.input, job.output, "failed", problem, outcome.steps,
-                           outcome.seconds)
-    return ImageResult(job.input, job.output, "interrupted" if outcome.interrupted else "done",
-                       "", outcome.steps, round(outcome.seconds, 3))
+    problem = outcome.image is not None and api.write_output(
+        outcome.image, job.output, job.record, outcome.steps, overwrite=job.replace)
+    status = ("failed" if outcome.error or problem else
+              "interrupted" if outcome.interrupted else "done")
+    reason = " ".join(filter(None, (outcome.error, problem or "")))
+    return ImageResult(job.input, job.output, status, reason, outcome.steps,
+                       round(outcome.seconds, 3), outcome.worker)
 
 
 def exit_status(summary: Summary) -> int:
     """0 when every image is done or was already; 128 + the signal when stopped; else 2."""
     if summary.stopped_by:
         return 128 + int(getattr(signal, summary.stopped_by))
-    return 2 if summary.count("failed") else 0
+    return 2 if summary.count("failed") or summary.problem else 0
 
 
 def report(summary: Summary) -> None:
@@ -353,4 +385,6 @@ def report(summary: Summary) -> None:
         if result.status == "failed":
             print(f"tfstyle: failed: {result.input}: {' '.join(result.reason.split())}",
                   file=sys.stderr)
+    if summary.problem:
+        print(f"tfstyle: error: {summary.problem}", file=sys.stderr)
     print(summary.line(), flush=True)

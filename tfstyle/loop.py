@@ -73,7 +73,7 @@ class NonFiniteCost(UserError):
     start of a sentence); the last finite image, of step `kept`, is kept (None: there was none)."""
 
     def __init__(self, step: int, what: str, kept: Optional[int],
-                 precision: str = "float32") -> None:
+                 precision: str = "float32", image: Optional[np.ndarray] = None) -> None:
         advice = ("Activations in float16 overflow above 65504, so --precision=mixed_bfloat16 "
                   "or float32 may help" if precision == "mixed_float16" else
                   "A lower --learning_rate or other weights may help")
@@ -81,6 +81,8 @@ class NonFiniteCost(UserError):
                    else f"kept the image of step {kept}")
         super().__init__(f"{what} at step {step}; stopped and {outcome}. {advice}.")
         self.step = step
+        self.kept = kept
+        self.image = image  # the picture kept (as written), for a caller that writes it itself
 
 
 class StopRequests:
@@ -141,7 +143,8 @@ def optimize(stages: Sequence[Stage], begin: BeginStage, save: Callable[[np.ndar
     def give_up(step: int, what: str) -> NoReturn:
         if good:
             save(written(), good[1])
-        raise NonFiniteCost(step, what, good[1] if good else None, precision) from None
+        raise NonFiniteCost(step, what, good[1] if good else None, precision,
+                            written() if good else None) from None
 
     def written() -> np.ndarray:
         return finish(good[0])

@@ -1,6 +1,7 @@
 """Paint a content image in the style of another (Gatys et al., Coursera formulation).
 
 Usage: python -m tfstyle.run --content=photo.jpg --style=painting.jpg --output=out.png [flags]
+       python -m tfstyle.run --content=photos/ --style=painting.jpg --output=out/ [--engine=ray]
 
 Images may be files or the bundled samples sample:tubingen and sample:starry_night.
 --preset=coursera reproduces the Coursera notebook; flags given explicitly override the
