@@ -91,6 +91,18 @@ def test_every_image_its_own_run_and_a_summary(folder, tmp_path):
                for run in ("a", "b", "c"))
 
 
+def test_a_long_file_name_in_another_script_is_an_image_like_any(folder, tmp_path):
+    """85 CJK characters fill a file name's 255 bytes; the image's TensorBoard run is named
+    after it, cut to what a run name may hold."""
+    long_name = f"{folder[0]}/{'写' * 81}.png"
+    os.rename(f"{folder[0]}/a.png", long_name)
+    summary = tfstyle.run_many(config_for(folder, logdir=str(tmp_path / "logs")), [long_name])
+    assert [result.status for result in summary.results] == ["done"]
+    assert os.path.exists(summary.results[0].output)
+    (run,) = os.listdir(tmp_path / "logs")
+    assert run.startswith("写") and len(run.encode()) <= 240
+
+
 def test_each_image_as_if_run_alone(folder, tmp_path):
     summary = tfstyle.run_many(config_for(folder), [f"{folder[0]}/c.jpg"])
     assert [result.status for result in summary.results] == ["done"]

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from tfstyle import api, images, monitor
-from tfstyle.config import INITS, Config, objective_settings, split_paths
+from tfstyle.config import MAX_RUN_NAME_BYTES, INITS, Config, objective_settings, split_paths
 from tfstyle.errors import Terminated, UserError
 from tfstyle.loop import NonFiniteCost
 
@@ -159,8 +159,9 @@ def previous_output(path: str, record: Config) -> str:
         step = json.loads(images.read_png_text(path)[monitor.RECORD_KEY])["step"]
     except (UserError, ValueError, KeyError, TypeError):
         return "other"
-    settings = {name: recorded.get(name) for name in _comparable(record)}
-    if json.loads(json.dumps(settings)) != _comparable(record):
+    expected = _comparable(record)
+    settings = {name: recorded.get(name) for name in expected}
+    if json.loads(json.dumps(settings)) != expected:
         return "other"
     return "complete" if step == record.total_steps else "unfinished"
 
@@ -174,9 +175,11 @@ def plan(config: Config, inputs: Sequence[str]) -> tuple[list[Job], list[ImageRe
     for path, name in zip(inputs, names):
         output = os.path.join(config.output, f"{name}.png")
         run_name = f"{config.run_name}-{name}" if config.run_name else name
+        # A file name may take 255 bytes (85 CJK characters), a run name fewer.
+        run_name = run_name.encode()[:MAX_RUN_NAME_BYTES].decode(errors="ignore")
         job_config = config.replace(
             content=path, output="", overwrite=False, resume=False, checkpoint_every=0,
-            save_every=0, run_name=run_name[:200])
+            save_every=0, run_name=run_name)
         record = config.replace(content=path, output=output)
         found = "absent" if config.overwrite else previous_output(output, record)
         if found == "complete":
