@@ -58,12 +58,13 @@ def _avx2_selection() -> list[str]:
 
 
 SELECTION = {"avx2": _avx2_selection()}
-# Test files whose outcome no CPU code path can change (refusals, settings, file formats,
+# Test files whose outcome no CPU code path can change (refusals, settings, file formats, optical
+# flow (OpenCV, not TensorFlow),
 # folder runs: which image runs where, restarts, signals; their one comparison of pixels sets
 # both engines on the same path): the main run covers them, and the variants need not repeat
 # them.
-PATH_INDEPENDENT = ("tests/test_bad_inputs.py", "tests/test_config.py", "tests/test_images.py",
-                    "tests/test_many.py")
+PATH_INDEPENDENT = ("tests/test_bad_inputs.py", "tests/test_config.py", "tests/test_flow.py",
+                    "tests/test_images.py", "tests/test_many.py")
 # What a variant overrides is removed from the inherited environment first, so that a
 # variant means the same thing whatever the calling shell has set.
 CONTROLLED = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "XLA_FLAGS")

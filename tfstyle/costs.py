@@ -124,3 +124,15 @@ def total_variation_cost(images: TensorLike) -> tf.Tensor:
     vertical = tf.reduce_sum(tf.square(images[:, 1:] - images[:, :-1]), axis=[1, 2, 3])
     horizontal = tf.reduce_sum(tf.square(images[:, :, 1:] - images[:, :, :-1]), axis=[1, 2, 3])
     return (vertical + horizontal) / (tf.cast(height, tf.float32) * tf.cast(width, tf.float32))
+
+
+def temporal_cost(images: TensorLike, warped: TensorLike, weights: TensorLike) -> tf.Tensor:
+    """J_temporal = Σ_{i,j,c} w_{i,j}·(x_{i,j,c} − ω_{i,j,c})² / (n_H·n_W·n_C) per image of
+    [batch, n_H, n_W, n_C] -> [batch] (Ruder et al. 2016): the squared difference from ω, the
+    previous stylised frame warped along the optical flow, where the flow can be trusted
+    (`weights` [batch, n_H, n_W] of 0 or 1, see flow.consistency_weights)."""
+    images = tf.cast(images, tf.float32)
+    _, height, width, channels = _dims(images)
+    squared = tf.square(images - tf.cast(warped, tf.float32)) * tf.cast(weights, tf.float32)[..., None]
+    return tf.reduce_sum(squared, axis=[1, 2, 3]) / (
+        tf.cast(height, tf.float32) * tf.cast(width, tf.float32) * tf.cast(channels, tf.float32))
