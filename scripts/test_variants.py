@@ -58,13 +58,15 @@ def _avx2_selection() -> list[str]:
 
 
 SELECTION = {"avx2": _avx2_selection()}
-# Test files whose outcome no CPU code path can change (refusals, settings, file formats, optical
-# flow (OpenCV, not TensorFlow),
-# folder runs: which image runs where, restarts, signals; their one comparison of pixels sets
-# both engines on the same path): the main run covers them, and the variants need not repeat
-# them.
+# Test files whose outcome no CPU code path can change (refusals, settings, file formats,
+# optical flow (OpenCV's, not TensorFlow's), folder runs: which image runs where, restarts,
+# signals; their one comparison of pixels sets both engines on the same path): the main run
+# covers them, and the variants need not repeat them. Likewise single tests, by node id: the
+# benchmark of folder runs checks how its figures hang together, not the pixels.
 PATH_INDEPENDENT = ("tests/test_bad_inputs.py", "tests/test_config.py", "tests/test_flow.py",
                     "tests/test_images.py", "tests/test_many.py")
+PATH_INDEPENDENT_TESTS = (
+    "tests/test_scripts.py::test_benchmark_many_times_both_engines_on_the_same_images",)
 # What a variant overrides is removed from the inherited environment first, so that a
 # variant means the same thing whatever the calling shell has set.
 CONTROLLED = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "XLA_FLAGS")
@@ -86,6 +88,7 @@ def run(name: str, pytest_args: list[str]) -> tuple[bool, str, float]:
     start = time.perf_counter()
     process = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                               *selection, *(f"--ignore={path}" for path in PATH_INDEPENDENT),
+                              *(f"--deselect={test}" for test in PATH_INDEPENDENT_TESTS),
                               *pytest_args], cwd=ROOT, env=env, capture_output=True,
                              text=True)
     seconds = time.perf_counter() - start
