@@ -18,6 +18,8 @@ files whose outcome arithmetic can change, see arithmetic_test_files):
                     those convolutions to oneDNN, and oneDNN held to AVX2 has no kernel for
                     them; on a real AVX2 CPU TF uses Eigen's, which onednn_off runs.
   onednn_off_avx2   Eigen's kernels and XLA held to AVX2
+  avx2_16bit        the same, on the 16-bit tests alone ("float16" in their names): what
+                    a CPU without AVX-512 runs for the tests the avx2 variant leaves out
 
 (XLA's --xla_cpu_use_thunk_runtime=false, the other generic path, is no longer honoured by
 TensorFlow 2.21's XLA, which warns and ignores it.) Prints one line per variant and a table;
@@ -39,6 +41,7 @@ VARIANTS = {
     "avx2": {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2",
              "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"},
     "onednn_off_avx2": {"TF_ENABLE_ONEDNN_OPTS": "0", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"},
+    "avx2_16bit": {"TF_ENABLE_ONEDNN_OPTS": "0", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"},
 }
 # pytest arguments of a variant (see the docstring for why).
 def _cpu_flags() -> set[str]:
@@ -58,7 +61,7 @@ def _avx2_selection() -> list[str]:
     return ["-k", f"not {excluded}"] if excluded else []
 
 
-SELECTION = {"avx2": _avx2_selection()}
+SELECTION = {"avx2": _avx2_selection(), "avx2_16bit": ["-k", "float16"]}
 # The variants run the test files whose assertions depend on how TensorFlow rounds: those
 # that take their margins from tests/tolerances.py. The rest (refusals, settings, file
 # formats, optical flow (OpenCV's), folder runs, the CLI and notebooks end to end, logged
