@@ -92,3 +92,18 @@ def poison_from(stage_run, bad_call, poisoned=None):
 
     stage_run.optimizer.objective = Poisoned()  # before the first step traces the objective
     return stage_run
+
+
+# The threads TensorFlow gives a step in this process: a Ray task claiming as many CPUs gets as
+# many, and so sums in the same order (fewer threads would round differently).
+CPUS = len(os.sched_getaffinity(0))
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A real Ray cluster on this machine (Ray comes with the dev extra)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=max(2, CPUS), include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR")
+    yield ray
+    ray.shutdown()

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import tfstyle
-from conftest import make_content, make_style, poison_from, save_png
+from conftest import CPUS, make_content, make_style, poison_from, save_png
 from tfstyle import images, jobs, monitor
 from tfstyle.config import make_config
 from tfstyle.errors import UserError
@@ -20,9 +20,6 @@ from tfstyle.run import cli
 SETTINGS = dict(max_size=48, style_layers="block1_conv1=0.5,block2_conv1=0.5",
                 content_layers="block2_conv2=1", optimizer="adam", scales=1, steps=3,
                 learning_rate=0.05, init="content_noise", quiet=True)
-# The threads TensorFlow gives a step in this process: a Ray task claiming as many CPUs gets as
-# many, and so sums in the same order (fewer threads would round differently).
-CPUS = len(os.sched_getaffinity(0))
 
 
 @pytest.fixture
@@ -50,16 +47,6 @@ def pixels(path):
 
 def by_name(summary):
     return {os.path.basename(result.input): result for result in summary.results}
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """A real Ray cluster on this machine (Ray comes with the dev extra)."""
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=max(2, CPUS), include_dashboard=False, log_to_driver=False,
-             logging_level="ERROR")
-    yield ray
-    ray.shutdown()
 
 
 def test_every_image_its_own_run_and_a_summary(folder, tmp_path):

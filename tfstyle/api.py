@@ -17,7 +17,7 @@ from tfstyle.errors import UserError
 from tfstyle.features import FeatureExtractor
 from tfstyle.images import ImageLike
 from tfstyle.loop import Result, StageRun, StepCallback, optimize
-from tfstyle.objective import Objective
+from tfstyle.objective import Objective, Temporal
 from tfstyle.optimizers import make_optimizer, optimizer_memory_bytes
 from tfstyle.style import Style, blend_weights
 
@@ -226,13 +226,16 @@ def extractor_for(config: Config) -> FeatureExtractor:
 
 
 def stage_run(config: Config, extractor: FeatureExtractor, content: Optional[np.ndarray],
-              styles: Sequence[Style], start: np.ndarray, tile: int = 0) -> StageRun:
-    """One scale's objective (in tiles of `tile` pixels if > 0), image variable (from
-    `start`, whose size is the scale's), optimiser and average."""
+              styles: Sequence[Style], start: np.ndarray, tile: int = 0,
+              temporal: Optional[Temporal] = None) -> StageRun:
+    """One scale's objective (in tiles of `tile` pixels if > 0; with a video frame's
+    `temporal` target), image variable (from `start`, whose size is the scale's), optimiser
+    and average."""
     image = tf.Variable(start, name="image")
     size = (start.shape[2], start.shape[1])
-    objective = (tiles.TiledObjective(config, extractor, content, styles, size, tile) if tile
-                 else Objective.of_images(config, extractor, content, styles, size))
+    objective = (tiles.TiledObjective(config, extractor, content, styles, size, tile, temporal)
+                 if tile else Objective.of_images(config, extractor, content, styles, size,
+                                                  temporal))
     optimizer = make_optimizer(config, objective, image)
     average = schedule.Average(image, config.average_decay) if config.average_decay else None
     return StageRun(optimizer, average)
@@ -268,9 +271,11 @@ def write_output(image: np.ndarray, path: str, record: Config, step: int,
 
 def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
                style: Optional[Union[ImageLike, Sequence[ImageLike]]] = None,
-               callbacks: Sequence[StepCallback] = ()) -> Result:
+               callbacks: Sequence[StepCallback] = (), init_picture: Optional[np.ndarray] = None,
+               temporal: Optional[Temporal] = None) -> Result:
     """Stylise with `config`; images default to the config's paths (several styles: a list, or
-    comma-separated paths). When config.output is set, the result is written there (every
+    comma-separated paths). `init_picture` [H, W, 3] replaces --init, and `temporal` adds a
+    video frame's temporal cost (see video.py). When config.output is set, the result is written there (every
     save_every steps, at the end, and on Ctrl-C); with several content images, each to
     OUTPUT-<content name>.<ext> (see batch_output_paths). With no content image, it
     synthesises the style's texture (Gatys et al. 2015): no content cost, a start from noise,
@@ -303,6 +308,8 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
     if config.logdir:
         monitor.prepare_logdir(config.logdir)
     inputs = load_inputs(config, content, styles)
+    if init_picture is not None:
+        inputs.init = images.to_pil(init_picture)
     stages = schedule.plan(config, inputs.shape, [image.size for image in inputs.styles],
                            [str(item) if isinstance(item, (str, os.PathLike)) else ""
                             for item in (content[:1] or styles[:1]) + styles])
@@ -317,8 +324,9 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
                         "started with, or more.")
     extractor = extractor_for(config)
     # A texture has no content to start from: it starts from noise unless --init names a picture.
-    init = "noise" if not inputs.content and config.init in ("content", "content_noise") \
-        else config.init
+    init = ("picture" if init_picture is not None else
+            "noise" if not inputs.content and config.init in ("content", "content_noise")
+            else config.init)
 
     def begin(stage: schedule.Stage, picture: Optional[np.ndarray]) -> StageRun:
         content_batch, stage_styles = arrays_at(config, inputs, stage.size)
@@ -332,7 +340,7 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
         else:
             start = schedule.upsample(picture, stage.size)
         run = stage_run(config, extractor, content_batch, stage_styles, start,
-                        tile_sizes[stage.scale])
+                        tile_sizes[stage.scale], temporal)
         saver = Checkpoints(config, run.state()) if config.output else None
         if saver and config.resume and picture is None:
             saver.restore()

@@ -11,6 +11,7 @@ MAX_RETRIES times.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -69,7 +70,33 @@ def run_image(config: Config, own: dict[str, list[Input]], shared: dict[str, lis
     """A task: the job's inputs written to a directory of this worker's, its image run there.
     Messages name the inputs by their paths on the driver."""
     _use_threads(threads)
-    inputs = {**shared, **own}
+    with unpacked({**shared, **own}) as (paths, renamed):
+        outcome = run_job(config.replace(**paths))
+    if outcome.interrupted:
+        raise WorkerStopped(f"stopped by {outcome.stopped_by}")
+    for local, original in renamed.items():
+        outcome.error = outcome.error.replace(local, original)
+    return outcome
+
+
+def run_shot(config: Config, shared: dict[str, list[Input]], work: Any,
+             threads: int) -> Iterator[Any]:
+    """A task streaming a video shot's frames (video.ShotWork) back as each is done."""
+    from tfstyle import video  # video imports the API; folder runs need not
+    _use_threads(threads)
+    with unpacked(shared) as (paths, _):
+        for outcome in video.stylise_shot(config.replace(**paths), work):
+            if outcome.picture is None:
+                raise WorkerStopped(f"stopped by {outcome.stopped_by}")
+            yield outcome
+
+
+@contextlib.contextmanager
+def unpacked(inputs: dict[str, list[Input]]) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
+    """packed_inputs written to a temporary directory of this worker's, for as long as the
+    context lasts: each setting's local paths (comma-separated), and each local path's
+    original on the driver."""
+    inputs = dict(inputs)
     paths = {}
     if "weights" in inputs:
         (original, data), = inputs.pop("weights")
@@ -90,12 +117,7 @@ def run_image(config: Config, own: dict[str, list[Input]], shared: dict[str, lis
                 renamed[path] = original
                 local.append(path)
             paths[setting] = ",".join(local)
-        outcome = run_job(config.replace(**paths))
-    if outcome.interrupted:
-        raise WorkerStopped(f"stopped by {outcome.stopped_by}")
-    for local, original in renamed.items():
-        outcome.error = outcome.error.replace(local, original)
-    return outcome
+        yield paths, renamed
 
 
 def _kept_weights(original: str, data: bytes) -> str:

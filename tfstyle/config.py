@@ -182,6 +182,23 @@ class Config:
                                    "(and TensorFlow's thread count in it).")
     gpus_per_image: float = _field(0.0, "With --engine=ray: the GPUs each image's task claims, "
                                    "e.g. 0.25 for four images sharing one GPU.")
+    video: bool = _field(False, "Take --content=DIR (or a glob) as the frames of one clip, in "
+                         "name order, rather than independent images (a video file always is "
+                         "a clip).", absent=False)
+    temporal_weight: float = _field(
+        1000.0, "Video: weight of the temporal cost, which keeps each frame's pixels that the "
+        "optical flow can follow close to the previous stylised frame warped along it (Ruder "
+        "et al. 2016); 0 leaves only the start from the warped frame.", objective=True,
+        hparam=True, absent=1000.0)
+    first_frame_steps: int = _field(0, "Video: --steps of each shot's first frame, which runs "
+                                    "the whole schedule (--scales, --scale_steps); 0: --steps.",
+                                    absent=0)
+    frame_steps: int = _field(100, "Video: steps of each later frame, at the output size "
+                              "only, from the previous stylised frame warped to it.", absent=100)
+    start_frame: int = _field(0, "Video: the first frame to stylise (from 0).", absent=0)
+    end_frame: int = _field(0, "Video: stop before this frame (0: at the clip's end).", absent=0)
+    every_nth_frame: int = _field(1, "Video: stylise every Nth frame from --start_frame (the "
+                                  "output's frame rate divided by N).", absent=1)
     record_paths: bool = _field(True, "Store the input files' absolute paths in the output PNG's "
                                 "run record, so --from_image re-runs it from any directory; "
                                 "--norecord_paths stores only file names (a shared PNG then "
@@ -518,16 +535,17 @@ _VGG19_LAYER = re.compile(r"block[1-5]_conv[1-4]$")
 
 def validate(config: Config) -> None:
     """Refuse settings that cannot work, before any expensive work starts."""
-    positive = ("steps", "learning_rate", "max_size", "log_every")
+    positive = ("steps", "learning_rate", "max_size", "log_every", "frame_steps",
+                "every_nth_frame")
     for name in positive:
         if not getattr(config, name) > 0:
             raise UserError(f"--{name} must be positive, got {getattr(config, name)}.")
-    for name in ("alpha", "beta", "tv_weight", "average_decay", "init_noise", "style_scale",
-                 "learning_rate", "beta_1", "beta_2", "epsilon"):
+    for name in ("alpha", "beta", "tv_weight", "temporal_weight", "average_decay", "init_noise",
+                 "style_scale", "learning_rate", "beta_1", "beta_2", "epsilon"):
         if not math.isfinite(getattr(config, name)):
             raise UserError(f"--{name} must be a finite number, got {getattr(config, name)}.")
-    for name in ("image_size", "save_every", "alpha", "beta", "tv_weight", "image_every",
-                 "checkpoint_every", "tile_size"):
+    for name in ("image_size", "save_every", "alpha", "beta", "tv_weight", "temporal_weight",
+                 "image_every", "checkpoint_every", "tile_size"):
         if getattr(config, name) < 0:
             raise UserError(f"--{name} must not be negative, got {getattr(config, name)}.")
     if config.run_name in (".", "..") or "/" in config.run_name or "\\" in config.run_name:
@@ -535,6 +553,9 @@ def validate(config: Config) -> None:
     if config.tile_size % 16:
         raise UserError(f"--tile_size must be a multiple of 16 (VGG19's pooling stride), got "
                         f"{config.tile_size}.")
+    if config.end_frame and config.end_frame <= config.start_frame:
+        raise UserError(f"--end_frame ({config.end_frame}) must come after --start_frame "
+                        f"({config.start_frame}), or be 0 for the clip's end.")
     if config.scales < 1:
         raise UserError(f"--scales must be at least 1, got {config.scales}.")
     if config.scales > 1 and len(config.scale_steps) not in (1, config.scales - 1):

@@ -142,7 +142,7 @@ def find_inputs(pattern: str) -> list[str]:
     return found
 
 
-def _comparable(config: Config) -> dict:
+def comparable(config: Config) -> dict:
     """What a finished output must share with this run to be taken as this run's work: the
     settings that change the picture and the steps, as a run record stores them."""
     recorded = json.loads(json.dumps(monitor.recorded_config(config)))
@@ -159,7 +159,7 @@ def previous_output(path: str, record: Config) -> str:
         step = json.loads(images.read_png_text(path)[monitor.RECORD_KEY])["step"]
     except (UserError, ValueError, KeyError, TypeError):
         return "other"
-    expected = _comparable(record)
+    expected = comparable(record)
     settings = {name: recorded.get(name) for name in expected}
     if json.loads(json.dumps(settings)) != expected:
         return "other"
@@ -243,8 +243,9 @@ class ImageProgress:
 
     WIDTH = 20
 
-    def __init__(self, total: int, settled: int) -> None:
+    def __init__(self, total: int, settled: int, unit: str = "images") -> None:
         self.total, self.finished, self.ran, self.done = total, settled, 0, 0
+        self.unit = unit
         self.start = time.perf_counter()
 
     def __call__(self, result: ImageResult) -> None:
@@ -259,7 +260,7 @@ class ImageProgress:
         note = (f": {reason if len(reason) <= 100 else reason[:97] + '...'}"
                 if result.status == "failed" else "")
         print(f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.finished}/{self.total} "
-              f"images, {rate:.0f}/h, ETA {monitor.duration(left)}: "
+              f"{self.unit}, {rate:.0f}/h, ETA {monitor.duration(left)}: "
               f"{Path(result.input).name} {result.status}{note}", flush=True)
 
 

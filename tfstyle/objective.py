@@ -1,6 +1,7 @@
 """The objective: the costs of an image as a list of named, weighted terms.
 
-    J = α·J_content + β·J_style + tv_weight·J_tv
+    J = α·J_content + β·J_style + tv_weight·J_tv (+ temporal_weight·J_temporal for a video's
+    frames after the first, against the previous stylised frame warped to this one)
 
 Each term's formula is in costs.py; this module holds the targets (the content image's
 activations and the style image's Gram matrices, taken once per size), the weights, and
@@ -29,13 +30,32 @@ import numpy as np
 import tensorflow as tf
 
 from tfstyle.config import Config
-from tfstyle.costs import content_cost, gram_matrix, gram_style_cost, total_variation_cost
+from tfstyle.costs import (content_cost, gram_matrix, gram_style_cost, temporal_cost,
+                           total_variation_cost)
 from tfstyle.features import FeatureExtractor, layer_shape
 from tfstyle.style import Style, StyleTarget, generated_grams
 from tfstyle.style import target as style_target
 
 Costs = dict[str, tf.Tensor]
 Features = dict[str, tf.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class Temporal:
+    """What a video frame is kept close to (Ruder et al. 2016): the previous stylised frame
+    warped along the optical flow to this one, `warped` [B, H, W, 3], and where the flow can be
+    trusted, `weights` [B, H, W] (see flow.consistency_weights); both at the frame's size."""
+    warped: np.ndarray
+    weights: np.ndarray
+
+    def at(self, size: tuple[int, int]) -> "Temporal":
+        """Both resized (bilinear) to `size` = (W, H), for a coarser scale."""
+        width, height = size
+        if self.warped.shape[1:3] == (height, width):
+            return self
+        warped = tf.image.resize(self.warped, (height, width), method="bilinear")
+        weights = tf.image.resize(self.weights[..., None], (height, width), method="bilinear")
+        return Temporal(np.clip(warped.numpy(), 0, 1), weights.numpy()[..., 0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +76,7 @@ class Objective:
 
     def __init__(self, config: Config, extractor: FeatureExtractor,
                  content_targets: Optional[Sequence[tf.Tensor]], styles: Sequence[StyleTarget],
-                 size: tuple[int, int]) -> None:
+                 size: tuple[int, int], temporal: Optional[Temporal] = None) -> None:
         self.config = config
         self.extractor = extractor
         self.content_targets = None if content_targets is None else list(content_targets)
@@ -84,6 +104,12 @@ class Objective:
             self.terms.insert(0, Term("content", config.alpha))
         if config.tv_weight:
             self.terms.append(Term("tv", config.tv_weight))
+        self.temporal = None
+        if temporal is not None and config.temporal_weight:
+            temporal = temporal.at(size)
+            self.temporal = (tf.constant(temporal.warped, tf.float32),
+                             tf.constant(temporal.weights, tf.float32))
+            self.terms.append(Term("temporal", config.temporal_weight))
 
     @property
     def masked(self) -> bool:
@@ -92,9 +118,9 @@ class Objective:
     @classmethod
     def of_images(cls, config: Config, extractor: FeatureExtractor,
                   content: Optional[np.ndarray], styles: Sequence[Style],
-                  size: tuple[int, int]) -> "Objective":
-        """The objective of `content` ([batch, H, W, 3], None for a texture) and `styles`, for
-        generated images of `size` = (W, H)."""
+                  size: tuple[int, int], temporal: Optional[Temporal] = None) -> "Objective":
+        """The objective of `content` ([batch, H, W, 3], None for a texture), `styles` and a
+        video frame's `temporal` target, for generated images of `size` = (W, H)."""
         targets = []
         for style in styles:
             features = extractor(style.image)
@@ -104,7 +130,7 @@ class Objective:
         if content is not None:
             features = extractor(content)
             content_targets = [features[name] for name in config.content_layer_names]
-        return cls(config, extractor, content_targets, targets, size)
+        return cls(config, extractor, content_targets, targets, size, temporal)
 
     def costs_from(self, content: Optional[Sequence[tf.Tensor]],
                    grams: Sequence[Sequence[tf.Tensor]], image: tf.Tensor) -> Costs:
@@ -135,6 +161,8 @@ class Objective:
         parts.update({f"style/{name}": term for name, term in zip(self.config.layer_names, layers)})
         if self.config.tv_weight:
             parts["tv"] = total_variation_cost(image)
+        if self.temporal is not None:
+            parts["temporal"] = temporal_cost(image, *self.temporal)
         total = tf.add_n([tf.cast(term.weight, tf.float32) * parts[term.name]
                           for term in self.terms])
         return {"total": total, **parts}

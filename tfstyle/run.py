@@ -33,7 +33,7 @@ def _import_tensorflow_quietly() -> None:
     Also imports the modules that need TF, as this module's `api` and `monitor`. Imported as a
     library, this module does it at once; run as `python -m tfstyle.run`, entry_point does it,
     where a Ctrl-C during those seconds is one line instead of a traceback."""
-    global api, jobs, monitor
+    global api, jobs, monitor, video
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     saved = os.dup(2)
     try:
@@ -44,7 +44,7 @@ def _import_tensorflow_quietly() -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-    from tfstyle import api, jobs, monitor
+    from tfstyle import api, jobs, monitor, video
 
 
 if __name__ != "__main__":
@@ -131,6 +131,8 @@ def main(argv: Sequence[str]) -> int:
         return fail(f"Unexpected argument(s) {' '.join(argv[1:])}; every setting is a --flag.")
     try:
         config = config_from_flags()
+        if video.is_clip_run(config):
+            return report_clip(config, video.run_video(config))
         if jobs.is_folder_run(config.content):
             summary = jobs.run_many(config)
             jobs.report(summary)
@@ -158,6 +160,21 @@ def main(argv: Sequence[str]) -> int:
           f"wrote {', '.join(result.outputs)} and a checkpoint. To continue, run the same command "
           "with --resume.", file=sys.stderr)
     return 128 + int(getattr(signal, result.stopped_by, signal.SIGINT))
+
+
+def report_clip(config: Config, summary: "video.ClipSummary") -> int:
+    """A clip's last line and exit status: 0 when every frame is done (and the video written),
+    1 when a shot failed, 128 + the signal when stopped."""
+    what = (f"{summary.done} frame(s) stylised, {summary.skipped} done before, of "
+            f"{summary.frames}, in {monitor.duration(summary.seconds)}")
+    if summary.stopped_by or summary.failed:
+        why = (f"stopped by {summary.stopped_by}" if summary.stopped_by
+               else f"not finished: {summary.failed}")
+        print(f"tfstyle: {why}; {what}, kept in '{video.frames_folder(config)}'. To continue, "
+              "run the same command with --resume.", file=sys.stderr)
+        return 128 + int(getattr(signal, summary.stopped_by)) if summary.stopped_by else 1
+    logging.info("Wrote %s: %s.", config.output, what)
+    return 0
 
 
 HELP_FLAGS = ("-?", "--help", "-help", "--helpshort", "--helpfull", "--helpxml")

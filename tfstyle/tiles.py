@@ -31,7 +31,7 @@ import tensorflow as tf
 from tfstyle.config import Config
 from tfstyle.costs import content_cost, gram_matrix
 from tfstyle.features import FeatureExtractor, layer_shape, layer_stride, receptive_field
-from tfstyle.objective import Costs, Objective
+from tfstyle.objective import Costs, Objective, Temporal
 from tfstyle.style import Style, generated_grams
 from tfstyle.style import target as style_target
 
@@ -97,7 +97,7 @@ class TiledObjective:
 
     def __init__(self, config: Config, extractor: FeatureExtractor,
                  content: Optional[np.ndarray], styles: Sequence[Style], size: tuple[int, int],
-                 tile: int) -> None:
+                 tile: int, temporal: Optional[Temporal] = None) -> None:
         self.config = config
         self.extractor = extractor
         self.tile = tile
@@ -107,7 +107,7 @@ class TiledObjective:
             self._assemble(content, name) for name in config.content_layer_names]
         targets = [style_target(config, style, self._grams(style.image), size)
                    for style in styles]
-        self.objective = Objective(config, extractor, content_targets, targets, size)
+        self.objective = Objective(config, extractor, content_targets, targets, size, temporal)
 
     # --- geometry ---
 
