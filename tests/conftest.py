@@ -107,3 +107,12 @@ def local_ray():
              logging_level="ERROR")
     yield ray
     ray.shutdown()
+
+
+def read_events(directory):
+    """Every event of a TensorBoard run directory, as TensorBoard itself reads them."""
+    from tensorboard.backend.event_processing import event_accumulator
+    accumulator = event_accumulator.EventAccumulator(
+        str(directory), size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    return accumulator

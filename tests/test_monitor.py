@@ -15,11 +15,10 @@ import pytest
 import tensorflow as tf
 from absl import flags
 from PIL import Image
-from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import tfstyle
-from conftest import make_content, make_style, save_png
+from conftest import make_content, make_style, read_events, save_png
 from tfstyle import images, monitor, run
 from tfstyle.errors import UserError
 from tfstyle.loop import Iterate
@@ -44,13 +43,6 @@ def two_runs(tmp_path_factory):
     configs = [config.replace(alpha=alpha, output=str(folder / f"out{index}.png"))
                for index, alpha in enumerate(ALPHAS)]
     return folder / "logs", [(each, tfstyle.run_config(each)) for each in configs]
-
-
-def read_events(directory):
-    accumulator = event_accumulator.EventAccumulator(
-        str(directory), size_guidance={event_accumulator.TENSORS: 0})
-    accumulator.Reload()
-    return accumulator
 
 
 def test_two_runs_into_one_logdir_get_two_directories(two_runs):

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import CPUS, make_content, make_style, save_png
+from conftest import CPUS, make_content, make_style, read_events, save_png
 from tfstyle import images, monitor, video
 from tfstyle.config import make_config
 from tfstyle.errors import UserError
@@ -168,6 +168,71 @@ def test_a_stopped_clip_resumes_at_its_first_unfinished_frame_exactly(clip, tmp_
     for number in range(3):
         np.testing.assert_array_equal(pixels(video.frame_path(str(output), number)),
                                       pixels(video.frame_path(str(tmp_path / "whole"), number)))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_later_frames_reuse_one_compiled_step_and_end_as_if_run_alone(tmp_path, monkeypatch,
+                                                                      optimizer):
+    frames = pan(4)
+    config = make_config(**{**SETTINGS, "style": save_png(make_style(), tmp_path / "style.png"),
+                            "optimizer": optimizer})
+    built = []
+    real_stage_run = video.api.stage_run
+    monkeypatch.setattr(video.api, "stage_run",
+                        lambda *args, **kwargs: built.append(1) or real_stage_run(*args, **kwargs))
+
+    def stylised():
+        built.clear()
+        work = video.ShotWork(list(range(4)), frames)
+        return [outcome.picture for outcome in video.stylise_shot(config, work)]
+
+    reused = stylised()
+    assert len(built) == 2  # the first frame's stage, and one for the three after it
+
+    class Fresh(video.api.Reuse):
+        def stage_run(self, *args, **kwargs):
+            return video.api.stage_run(*args, **kwargs)  # always a new one
+
+    monkeypatch.setattr(video.api, "Reuse", Fresh)
+    alone = stylised()
+    assert len(built) == 4
+    for ours, theirs in zip(reused, alone, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("when, done", [("flow", 1), ("encode", 3)])
+def test_ctrl_c_between_frames_or_while_encoding_keeps_the_frames_for_resume(
+        clip, tmp_path, monkeypatch, capsys, when, done):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+    real = getattr(video, f"{'frame_flows' if when == 'flow' else 'encode'}")
+    monkeypatch.setattr(video, real.__name__, interrupt)
+    output = tmp_path / "styled.mp4"
+    flags = ["tfstyle", f"--content={clip[0]}", f"--style={clip[1]}", f"--output={output}",
+             *(f"--{name}={value}" for name, value in SETTINGS.items())]
+    assert cli(flags) == 128 + signal.SIGINT
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"tfstyle: stopped by SIGINT; {done} frame(s) stylised, 0 done "
+                            "before, of 3") and error.endswith("with --resume."), error
+    assert not output.exists() and not list(tmp_path.glob(".tfstyle-*"))
+    monkeypatch.setattr(video, real.__name__, real)
+    assert cli([*flags, "--resume"]) == 0
+    assert len(read(output)[1]) == 3
+    assert steps_of(f"{output}{video.FRAMES_SUFFIX}", 3) == [3, 2, 2]
+
+
+def test_a_clip_logs_each_frame_at_its_number(clip, tmp_path):
+    video.run_video(config_for(clip, tmp_path / "frames", logdir=str(tmp_path / "logs"),
+                               run_name="clip", image_every=2))
+    events = read_events(tmp_path / "logs" / "clip")
+    def values(tag):
+        return {event.step: float(tf.make_ndarray(event.tensor_proto))
+                for event in events.Tensors(tag)}
+    assert values("frame/steps") == {0: 3.0, 1: 2.0, 2: 2.0}
+    assert set(values("cost/total")) == {0, 1, 2}
+    # Only the frames after the first are kept close to the one before.
+    assert set(values("cost/temporal")) == {1, 2} and min(values("cost/temporal").values()) > 0
+    assert [event.step for event in events.Tensors("generated")] == [0, 2]
 
 
 def test_ray_stylises_each_shot_as_the_local_engine_does(tmp_path, local_ray):

@@ -241,6 +241,38 @@ def stage_run(config: Config, extractor: FeatureExtractor, content: Optional[np.
     return StageRun(optimizer, average)
 
 
+class Reuse:
+    """What consecutive runs can share instead of building and compiling it again (a video's
+    frames): the feature extractor, and, between runs of one config and the same styles that
+    differ only in their content images, start and temporal target, the last stage's
+    objective, image and optimiser, compiled, given the new run's targets and start."""
+
+    def __init__(self) -> None:
+        self._extractor: Optional[tuple[tuple, FeatureExtractor]] = None
+        self._run: Optional[tuple[tuple, StageRun]] = None
+
+    def extractor(self, config: Config) -> FeatureExtractor:
+        key = (config.layers, config.weights, config.preprocess, config.precision,
+               config.pooling)
+        if self._extractor is None or self._extractor[0] != key:
+            self._extractor = key, extractor_for(config)
+        return self._extractor[1]
+
+    def stage_run(self, config: Config, extractor: FeatureExtractor,
+                  content: Optional[np.ndarray], styles: Sequence[Style], start: np.ndarray,
+                  tile: int = 0, temporal: Optional[Temporal] = None) -> StageRun:
+        """stage_run(), or the last one restarted when it is of the same config and shape."""
+        key = (config, start.shape, id(extractor))
+        if not tile and self._run and self._run[0] == key:
+            run = self._run[1]
+            if run.optimizer.objective.retarget(content, temporal):
+                run.restart(start)
+                return run
+        run = stage_run(config, extractor, content, styles, start, tile, temporal)
+        self._run = None if tile else (key, run)
+        return run
+
+
 def resolve_config(config: Optional[Config] = None, **overrides: Any) -> Config:
     """`config` (default: make_config()) with `overrides` on top."""
     if config is None:
@@ -272,10 +304,11 @@ def write_output(image: np.ndarray, path: str, record: Config, step: int,
 def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
                style: Optional[Union[ImageLike, Sequence[ImageLike]]] = None,
                callbacks: Sequence[StepCallback] = (), init_picture: Optional[np.ndarray] = None,
-               temporal: Optional[Temporal] = None) -> Result:
+               temporal: Optional[Temporal] = None, reuse: Optional[Reuse] = None) -> Result:
     """Stylise with `config`; images default to the config's paths (several styles: a list, or
     comma-separated paths). `init_picture` [H, W, 3] replaces --init, and `temporal` adds a
-    video frame's temporal cost (see video.py). When config.output is set, the result is written there (every
+    video frame's temporal cost (see video.py); `reuse` shares what it can with the runs
+    before (see Reuse). When config.output is set, the result is written there (every
     save_every steps, at the end, and on Ctrl-C); with several content images, each to
     OUTPUT-<content name>.<ext> (see batch_output_paths). With no content image, it
     synthesises the style's texture (Gatys et al. 2015): no content cost, a start from noise,
@@ -322,7 +355,7 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
         raise UserError(f"The checkpoint of '{config.output}' is at step {start_step}, past this "
                         f"run's last step {config.total_steps}; resume with the steps it was "
                         "started with, or more.")
-    extractor = extractor_for(config)
+    extractor = reuse.extractor(config) if reuse else extractor_for(config)
     # A texture has no content to start from: it starts from noise unless --init names a picture.
     init = ("picture" if init_picture is not None else
             "noise" if not inputs.content and config.init in ("content", "content_noise")
@@ -339,8 +372,9 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
                 None if inputs.init is None else images.to_array(inputs.init, stage.size))
         else:
             start = schedule.upsample(picture, stage.size)
-        run = stage_run(config, extractor, content_batch, stage_styles, start,
-                        tile_sizes[stage.scale], temporal)
+        run = (reuse.stage_run if reuse else stage_run)(
+            config, extractor, content_batch, stage_styles, start, tile_sizes[stage.scale],
+            temporal)
         saver = Checkpoints(config, run.state()) if config.output else None
         if saver and config.resume and picture is None:
             saver.restore()

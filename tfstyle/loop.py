@@ -45,6 +45,13 @@ class StageRun:
         """The image to write: the average when there is one."""
         return self.average.value() if self.average else self.optimizer.image.numpy()
 
+    def restart(self, start: np.ndarray) -> None:
+        """Back to the state of a stage just begun, from `start`."""
+        self.optimizer.image.assign(start)
+        self.optimizer.reset()
+        if self.average:
+            self.average.reset()
+
     def state(self) -> dict[str, Any]:
         """What a checkpoint of this stage holds (with the step)."""
         return {"image": self.optimizer.image, **self.optimizer.trackables(),

@@ -292,6 +292,30 @@ class TensorBoardLog:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
+class ClipLog(TensorBoardLog):
+    """A clip's log: the settings and the style as for a picture; then, at each frame's number,
+    the costs its run ended with, its steps and seconds ('frame/steps', 'frame/seconds'),
+    and a stylised frame now and then (--image_every frames, or 5 over the clip)."""
+
+    def __init__(self, config: Config, size: tuple[int, int], frames: int,
+                 styles: Sequence[np.ndarray]) -> None:
+        super().__init__(config, [Stage(1, size, 0, frames)], f"VGG19 weights: {config.weights}",
+                         None, styles)
+
+    def frame(self, number: int, costs: dict[str, float], steps: int, seconds: float,
+              picture: np.ndarray) -> None:
+        """Log frame `number` (`picture` uint8 [H, W, 3])."""
+        def write() -> None:
+            with self.writer.as_default(step=number):
+                for name, value in costs.items():
+                    tf.summary.scalar(tag_of(name), value)
+                tf.summary.scalar("frame/steps", steps)
+                tf.summary.scalar("frame/seconds", seconds)
+            if number % self.image_every == 0:
+                self.image(number, picture[None].astype(np.float32) / 255.0)
+        self._attempt(number, write)
+
+
 # --- The terminal -------------------------------------------------------------------------
 
 def duration(seconds: float) -> str:

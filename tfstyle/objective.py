@@ -79,7 +79,10 @@ class Objective:
                  size: tuple[int, int], temporal: Optional[Temporal] = None) -> None:
         self.config = config
         self.extractor = extractor
-        self.content_targets = None if content_targets is None else list(content_targets)
+        # The targets that change from one video frame to the next are variables, so that a
+        # compiled step takes the next frame's (retarget) without being traced again.
+        self.content_targets = None if content_targets is None else [
+            tf.Variable(target, trainable=False) for target in content_targets]
         self.styles = list(styles)
         self.layer_weights = list(config.style_layer_weights)
         self.content_weights = [weight for _, weight in config.content_layers]
@@ -94,8 +97,8 @@ class Objective:
             # The costs of zero activations, per content image and layer and per style and
             # layer; a region of zeros has a zero target and no cost to scale.
             if content_targets is not None:
-                self.content_scales = [1.0 / content_cost(target, tf.zeros_like(target))
-                                       for target in content_targets]
+                self.content_scales = [tf.Variable(scale, trainable=False)
+                                       for scale in self._content_scales(content_targets)]
             self.layer_scales = [
                 [tf.math.divide_no_nan(1.0, gram_style_cost(gram, tf.zeros_like(gram), size))
                  for gram, size in zip(style.grams, self.layer_sizes)] for style in self.styles]
@@ -107,9 +110,35 @@ class Objective:
         self.temporal = None
         if temporal is not None and config.temporal_weight:
             temporal = temporal.at(size)
-            self.temporal = (tf.constant(temporal.warped, tf.float32),
-                             tf.constant(temporal.weights, tf.float32))
+            self.temporal = (tf.Variable(temporal.warped, trainable=False, dtype=tf.float32),
+                             tf.Variable(temporal.weights, trainable=False, dtype=tf.float32))
             self.terms.append(Term("temporal", config.temporal_weight))
+
+    @staticmethod
+    def _content_scales(targets: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+        return [1.0 / content_cost(target, tf.zeros_like(target)) for target in targets]
+
+    def retarget(self, content: Optional[np.ndarray], temporal: Optional[Temporal]) -> bool:
+        """Take the targets of other content images (and another temporal target) in place,
+        for the next frame of a video: the styles stay. False, and nothing changed, when they
+        do not fit (other shapes, or a term the objective lacks or has)."""
+        if (content is None) != (self.content_targets is None) or (
+                (temporal is not None and bool(self.config.temporal_weight))
+                != (self.temporal is not None)):
+            return False
+        targets = [] if content is None else content_targets_of(self.config, self.extractor,
+                                                                content)
+        temporal = None if self.temporal is None else temporal.at(self.size)
+        new = [*targets, *(() if temporal is None else (temporal.warped, temporal.weights))]
+        old = [*(self.content_targets or ()), *(self.temporal or ())]
+        if any(tuple(value.shape) != tuple(variable.shape) for value, variable in zip(new, old)):
+            return False
+        for variable, value in zip(old, new):
+            variable.assign(tf.cast(value, variable.dtype))
+        if self.content_scales is not None:
+            for variable, scale in zip(self.content_scales, self._content_scales(targets)):
+                variable.assign(scale)
+        return True
 
     @property
     def masked(self) -> bool:
@@ -126,10 +155,8 @@ class Objective:
             features = extractor(style.image)
             targets.append(style_target(config, style, [gram_matrix(features[name])
                                                         for name in config.layer_names], size))
-        content_targets = None
-        if content is not None:
-            features = extractor(content)
-            content_targets = [features[name] for name in config.content_layer_names]
+        content_targets = (None if content is None else
+                           content_targets_of(config, extractor, content))
         return cls(config, extractor, content_targets, targets, size, temporal)
 
     def costs_from(self, content: Optional[Sequence[tf.Tensor]],
@@ -190,6 +217,13 @@ class Objective:
             tape.watch(image)
             costs = self.costs(image)
         return costs, tape.gradient(costs["total"], image)
+
+
+def content_targets_of(config: Config, extractor: FeatureExtractor,
+                       content: np.ndarray) -> list[tf.Tensor]:
+    """The activations of `content` [batch, H, W, 3] at each content layer."""
+    features = extractor(content)
+    return [features[name] for name in config.content_layer_names]
 
 
 def first_bad_cost(costs: dict[str, float]) -> Optional[str]:

@@ -5,6 +5,7 @@ Both take the objective and the image variable and offer
   after_step(step, costs) after each one; it returns True to stop early;
 - trackables(): their state for a checkpoint, beside the image;
 - learning_rate: for monitoring (None when there is none);
+- reset(): back to the state before the first step, for a new start of the same problem;
 and raise NonFiniteCosts, leaving the image at the last good step, when a cost is NaN or
 infinite.
 
@@ -104,6 +105,7 @@ class Adam:
             self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer,
                                                                  INITIAL_LOSS_SCALE)
         self.optimizer.build([image])  # no variables may be created inside the XLA step
+        self._initial_state = [variable.numpy() for variable in self.optimizer.variables]
         if objective.tiled:
             # The costs and gradient come tile by tile (tiles.py); only the update is compiled.
             self._apply = Compiled(self._apply_gradient, config.jit)
@@ -117,6 +119,11 @@ class Adam:
 
     def trackables(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer}
+
+    def reset(self) -> None:
+        """The moments, the step count and the loss scale as they were before the first step."""
+        for variable, value in zip(self.optimizer.variables, self._initial_state):
+            variable.assign(value)
 
     def _train_step(self) -> Costs:
         with tf.GradientTape() as tape:
@@ -179,6 +186,9 @@ class LBFGS:
 
     def trackables(self) -> dict[str, Any]:
         return {}
+
+    def reset(self) -> None:
+        """Nothing to clear: every run() starts SciPy's L-BFGS-B afresh."""
 
     def _value_and_gradient(self, image: tf.Tensor) -> tuple[Costs, tf.Tensor]:
         return self.objective.value_and_gradient(image)

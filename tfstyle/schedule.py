@@ -137,6 +137,11 @@ class Average:
         self.total.assign(self.decay * self.total + (1.0 - self.decay) * self.image)
         self.weight.assign(self.decay * self.weight + (1.0 - self.decay))
 
+    def reset(self) -> None:
+        """No step taken in yet."""
+        self.total.assign(tf.zeros_like(self.total))
+        self.weight.assign(0.0)
+
     def update(self) -> None:
         """Take in the image as it is after a step."""
         self._update()

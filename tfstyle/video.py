@@ -27,7 +27,7 @@ from PIL import Image
 
 from tfstyle import api, flow, images, jobs, monitor
 from tfstyle.config import Config
-from tfstyle.errors import UserError
+from tfstyle.errors import Terminated, UserError
 from tfstyle.objective import Temporal
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg")
@@ -151,13 +151,15 @@ def shots(frames: Sequence[np.ndarray]) -> list[range]:
 
 @dataclasses.dataclass
 class ShotWork:
-    """What stylising one shot from its first unfinished frame needs, all as arrays (so that
-    it can travel to a Ray worker): the frames left, the flows between each and the frame
-    before it, and the stylised frame before the first (None: the shot starts here)."""
+    """What stylising one shot from its first unfinished frame needs (it travels to a Ray
+    worker): the frames left, the source frame before the first and its stylised version (None:
+    the shot starts here), and where the flows are cached (the driver's frames folder: a worker
+    that cannot see it computes them again, which costs far less than a frame's steps)."""
     numbers: list[int]
     frames: list[np.ndarray]  # uint8 [H, W, 3]
-    flows: list[Optional[tuple[np.ndarray, np.ndarray]]]  # (forward, backward), None first
+    before: Optional[np.ndarray] = None  # uint8 [H, W, 3]
     previous: Optional[np.ndarray] = None  # uint8 [H, W, 3]
+    folder: str = ""
 
 
 @dataclasses.dataclass
@@ -167,6 +169,7 @@ class FrameOutcome:
     steps: int = 0
     stopped_by: str = ""
     costs: dict[str, float] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
 
 
 def frame_config(config: Config, first: bool) -> Config:
@@ -184,24 +187,28 @@ def stylise_shot(config: Config, work: ShotWork) -> Iterator[FrameOutcome]:
     """Each frame of `work` stylised in order, as it is done; a run stopped by Ctrl-C or
     SIGTERM yields the frame without a picture and ends."""
     previous = None if work.previous is None else work.previous.astype(np.float32) / 255.0
-    for number, frame, flows in zip(work.numbers, work.frames, work.flows):
+    before = work.before
+    reuse = api.Reuse()  # VGG19 built once, and the later frames' step compiled once
+    for number, frame in zip(work.numbers, work.frames):
         content = frame.astype(np.float32) / 255.0
-        if previous is None or flows is None:
-            result = api.run_config(frame_config(config, True), [content])
+        if previous is None or before is None:
+            result = api.run_config(frame_config(config, True), [content], reuse=reuse)
         else:
-            forward, backward = flows
+            forward, backward = frame_flows(work.folder, number, before, frame)
             warped = np.clip(flow.warp(previous, backward), 0.0, 1.0)
             weights = flow.consistency_weights(forward, backward)
             result = api.run_config(frame_config(config, False), [content],
-                                    init_picture=warped,
+                                    init_picture=warped, reuse=reuse,
                                     temporal=Temporal(warped[None], weights[None]))
         if result.interrupted:
             yield FrameOutcome(number, stopped_by=result.stopped_by)
             return
         picture = np.asarray(images.to_pil(result.image[0]))
         yield FrameOutcome(number, picture, result.steps,
-                           costs=result.history[-1] if result.history else {})
+                           costs=result.history[-1] if result.history else {},
+                           seconds=result.seconds)
         previous = picture.astype(np.float32) / 255.0
+        before = frame
 
 
 def flicker(pictures: Sequence[np.ndarray],
@@ -281,45 +288,52 @@ def prepare_folder(config: Config, clip: Clip) -> str:
     return folder
 
 
-def cached_flows(folder: str, clip: Clip, cut: Sequence[range]
-                 ) -> list[Optional[tuple[np.ndarray, np.ndarray]]]:
-    """(forward, backward) optical flow between each frame and the one before it (None at
-    the start of a shot), from flow/ where an earlier run left them, else computed and kept."""
-    starts = {shot.start for shot in cut}
-    flows: list[Optional[tuple[np.ndarray, np.ndarray]]] = []
-    for position, number in enumerate(clip.numbers):
-        if position in starts:
-            flows.append(None)
-            continue
-        path = os.path.join(folder, "flow", f"{number:06d}.npz")
+def frame_flows(folder: str, number: int, before: np.ndarray, frame: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(forward, backward) optical flow between frame `number` and the one `before` it, from
+    the frames folder's flow/ where a run left them, else computed and kept there (when that
+    folder is at hand; `folder` "": computed only)."""
+    path = os.path.join(folder, "flow", f"{number:06d}.npz")
+    if folder:
         try:
             with np.load(path) as saved:
-                flows.append((saved["forward"], saved["backward"]))
-            continue
+                return saved["forward"], saved["backward"]
         except (OSError, ValueError, KeyError):
             pass
-        before, now = clip.frames[position - 1], clip.frames[position]
-        pair = flow.optical_flow(before, now), flow.optical_flow(now, before)
-        temp = path[:-4] + ".tmp.npz"
-        np.savez(temp, forward=pair[0], backward=pair[1])
-        os.replace(temp, path)
-        flows.append(pair)
-    return flows
+    pair = flow.optical_flow(before, frame), flow.optical_flow(frame, before)
+    if folder and os.path.isdir(os.path.dirname(path)):
+        temp = f"{path[:-4]}.{os.getpid()}.tmp.npz"
+        try:
+            np.savez(temp, forward=pair[0], backward=pair[1])
+            os.replace(temp, path)
+        except OSError:  # a full disk: the flow is computed again next time
+            if os.path.exists(temp):
+                os.remove(temp)
+    return pair
 
 
-def shot_work(folder: str, clip: Clip, shot: range,
-              flows: Sequence[Optional[tuple[np.ndarray, np.ndarray]]]) -> Optional[ShotWork]:
+def clip_flows(folder: str, clip: Clip, cut: Sequence[range]
+               ) -> list[Optional[tuple[np.ndarray, np.ndarray]]]:
+    """Every frame's frame_flows (None at the start of a shot), for measuring flicker."""
+    starts = {shot.start for shot in cut}
+    return [None if position in starts else
+            frame_flows(folder, number, clip.frames[position - 1], clip.frames[position])
+            for position, number in enumerate(clip.numbers)]
+
+
+def shot_work(folder: str, clip: Clip, shot: range) -> Optional[ShotWork]:
     """The shot from its first frame without a PNG (None: all are done)."""
     done = [os.path.isfile(frame_path(folder, clip.numbers[position])) for position in shot]
     if all(done):
         return None
     first = shot.start + done.index(False)
-    previous = None
+    before = previous = None
     if first > shot.start:
+        before = clip.frames[first - 1]
         previous = np.asarray(images.load_image(frame_path(folder, clip.numbers[first - 1])))
     positions = range(first, shot.stop)
     return ShotWork([clip.numbers[p] for p in positions], [clip.frames[p] for p in positions],
-                    [flows[p] for p in positions], previous)
+                    before, previous, folder)
 
 
 def encode(path: str, frames: Iterator[np.ndarray], size: tuple[int, int], fps: float,
@@ -388,24 +402,55 @@ class ClipSummary:
 
 def run_video(config: Config) -> ClipSummary:
     """Stylise the clip --content to --output (a video file, or a folder of frames), shot
-    by shot, frames in order within a shot; with --engine=ray the shots in parallel."""
+    by shot, frames in order within a shot; with --engine=ray the shots in parallel. Ctrl-C
+    or SIGTERM stops it with the frames done so far kept for --resume."""
     if not config.output:
         raise UserError("Say where to write the stylised clip with --output=CLIP.mp4 (or a "
                         "folder for frames).")
     if is_video(config.output) and os.path.exists(config.output) and not (
             config.overwrite or config.resume):
         raise UserError(f"'{config.output}' exists; pass --overwrite to replace it.")
+    if config.logdir:
+        monitor.prepare_logdir(config.logdir)
     start = time.perf_counter()
     clip = read_clip(config)
     folder = prepare_folder(config, clip)
     cut = shots(clip.frames)
     logging.info("%d frame(s) of %dx%d in %d shot(s) at %.3g frames/s%s.", len(clip.numbers),
                  *clip.size, len(cut), clip.fps, "" if clip.audio else ", no audio copied")
-    flows = cached_flows(folder, clip, cut)
-    work = [item for item in (shot_work(folder, clip, shot, flows) for shot in cut) if item]
+    work = [item for item in (shot_work(folder, clip, shot) for shot in cut) if item]
     left = sum(len(item.numbers) for item in work)
     summary = ClipSummary(len(clip.numbers), 0, len(clip.numbers) - left, 0.0)
-    progress = jobs.ImageProgress(len(clip.numbers), summary.skipped, unit="frames")
+    log = None
+    try:
+        if config.logdir and work:
+            log = monitor.ClipLog(config, clip.size, clip.numbers[-1] + 1, _style_arrays(config))
+        _stylise(config, folder, work, summary, log)
+        if not summary.stopped_by and not summary.failed and is_video(config.output):
+            write_video(folder, clip, config)
+    except KeyboardInterrupt as interrupt:  # between frames, or while encoding
+        summary.stopped_by = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
+    finally:
+        if log:
+            log.close()
+    summary.seconds = time.perf_counter() - start
+    if log and log.failure:
+        raise UserError(f"{log.failure}.")
+    return summary
+
+
+def _style_arrays(config: Config) -> list[np.ndarray]:
+    """The style images [1, h, w, 3] at most --max_size a side, for the log."""
+    styles = [images.load_image(path) for path in api.names(config.style)]
+    return [images.to_array(style, images.fit_size(style.size, config.max_size))[None]
+            for style in styles]
+
+
+def _stylise(config: Config, folder: str, work: Sequence[ShotWork], summary: ClipSummary,
+             log: Optional[monitor.ClipLog]) -> None:
+    """The frames of `work` stylised and written to `folder` as they come, counted in
+    `summary` (and logged in `log`), with a progress bar over the clip's frames."""
+    progress = jobs.ImageProgress(summary.frames, summary.skipped, unit="frames")
     outcomes = (_ray_outcomes(config, work) if config.engine == "ray"
                 else (outcome for item in work for outcome in stylise_shot(config, item)))
     try:
@@ -421,14 +466,13 @@ def run_video(config: Config) -> ClipSummary:
                               monitor.run_record(config.replace(output=path), outcome.steps))
             summary.done += 1
             progress(jobs.ImageResult(f"frame {outcome.number}", path, "done"))
+            if log:
+                log.frame(outcome.number, outcome.costs, outcome.steps, outcome.seconds,
+                          outcome.picture)
     finally:
         close = getattr(outcomes, "close", None)
         if close:
             close()
-    summary.seconds = time.perf_counter() - start
-    if not summary.stopped_by and not summary.failed and is_video(config.output):
-        write_video(folder, clip, config)
-    return summary
 
 
 def _ray_outcomes(config: Config, work: Sequence[ShotWork]) -> Iterator[Any]:
