@@ -14,6 +14,8 @@ __version__ = "0.2.0"
 _API = {"stylize": "tfstyle.api", "run_config": "tfstyle.api", "run_many": "tfstyle.jobs",
         "Config": "tfstyle.config",
         "make_config": "tfstyle.config", "PRESETS": "tfstyle.config",
+        "load_model": "tfstyle.fast", "train": "tfstyle.training",
+        "make_train_config": "tfstyle.train",
         "UserError": "tfstyle.errors"}
 __all__ = [*_API, "__version__"]
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -315,7 +316,7 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
     the size from --max_size and the style's aspect (or --image_size)."""
     content = names(config.content) if content is None else list(content)
     styles = names(config.style if style is None else style)
-    if not styles:
+    if not styles and not config.model:
         raise UserError("A style image is needed (--style); add a content image (--content) to "
                         "paint it in that style, or none for a texture.")
     named = all(isinstance(item, (str, os.PathLike)) for item in (*content, *styles))
@@ -338,6 +339,8 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
     # are independent, so that run reproduces it, and --from_image re-runs just that picture.
     records = [config.replace(output=path, content=str(item) if named else config.content)
                for item, path in zip(content or [""], outputs)]
+    if config.model:
+        return run_model(config, content, outputs, records)
     if config.logdir:
         monitor.prepare_logdir(config.logdir)
     inputs = load_inputs(config, content, styles)
@@ -420,6 +423,29 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
     result.log_dir = watcher.log_dir
     result.outputs = outputs
     return result
+
+
+def run_model(config: Config, content: Sequence[ImageLike], outputs: Sequence[str],
+              records: Sequence[Config]) -> Result:
+    """run_config with --model: the content images (resized as a batch is) through the trained
+    network in one pass, each written to its output."""
+    from tfstyle import fast
+    start = time.perf_counter()
+    model = fast.load_model(config.model)
+    if not content:
+        raise UserError("--model stylises content images: give one with --content.")
+    pictures = [images.load_image(item) for item in content]
+    if not config.image_size:
+        check_aspect_ratios(content, pictures, "content image")
+    size = images.fit_size(pictures[0].size, config.max_size, config.image_size)
+    check_memory(config.replace(optimizer="adam"), size, len(pictures))
+    batch = np.stack([images.to_array(picture, size) for picture in pictures])
+    result = colors.finisher(config.preserve_colors, pictures)(model.stylise(batch))
+    for image, path, record in zip(result, outputs, records):
+        problem = write_output(image, path, record, 0, config.overwrite)
+        if problem:
+            raise UserError(problem)
+    return Result(result, [], 0, time.perf_counter() - start, outputs=list(outputs))
 
 
 def stylize(content: Union[None, ImageLike, Sequence[ImageLike]],

@@ -68,6 +68,10 @@ class Config:
     style_masks: str = _field("", "One greyscale mask per style image, comma-separated, of the "
                               "content image's aspect: each style paints only where its mask is "
                               "white (grey blends).", objective=True, absent="")
+    model: str = _field("", "A network trained by `python -m tfstyle.train` (its model.keras, "
+                        "or the --model_dir): each content image is stylised in one pass through "
+                        "it instead of being optimised, and --style is not needed.",
+                        objective=True, absent="")
     output: str = _field("", "Where to write the result image (PNG or JPEG); with several content "
                          "images, --output=out.png writes out-<content file name>.png for each "
                          "('-2', '-3', ... added to a repeated name).")

@@ -163,7 +163,8 @@ def previous_output(path: str, record: Config) -> str:
     settings = {name: recorded.get(name) for name in expected}
     if json.loads(json.dumps(settings)) != expected:
         return "other"
-    return "complete" if step == record.total_steps else "unfinished"
+    # A trained network's picture has no steps: it is done once written.
+    return "complete" if step == (0 if record.model else record.total_steps) else "unfinished"
 
 
 def plan(config: Config, inputs: Sequence[str]) -> tuple[list[Job], list[ImageResult]]:
@@ -284,7 +285,7 @@ def check_folder_run(config: Config) -> None:
     for path in (*split_paths(config.style), *split_paths(config.style_masks),
                  *([] if config.init in INITS else [config.init])):
         images.load_image(path)  # a bad style would fail every image: say so once
-    if not config.style:
+    if not config.style and not config.model:
         raise UserError("A style image is needed (--style).")
 
 

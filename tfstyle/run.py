@@ -18,7 +18,7 @@ import signal
 import sys
 import tempfile
 import traceback
-from typing import Sequence
+from typing import Callable, Sequence
 
 from absl import app, flags, logging
 
@@ -147,6 +147,10 @@ def main(argv: Sequence[str]) -> int:
         return fail(str(error))
     except Exception as error:  # a bug of ours, or a fault nothing above foresaw
         return internal_error(error)
+    if config.model:
+        logging.info("Wrote %s through the network %s in %.1f s.", ", ".join(result.outputs),
+                     config.model, result.seconds)
+        return 0
     final = result.history[-1] if result.history else {}
     costs = (" (" + ", ".join(f"{name} {final[name]:.4g}" for name in monitor.SHOWN_COSTS
                               if name in final) + ")" if final else " (no step was left to run)")
@@ -229,17 +233,24 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
         raise
 
 
-def cli(argv: Sequence[str]) -> int:
-    """What `python -m tfstyle.run ARGS` does, callable in-process (tests, scripts)."""
-    FLAGS.unparse_flags()
+def call_cli(argv: Sequence[str], flag_values: flags.FlagValues,
+             parse: Callable[[Sequence[str]], list[str]],
+             run: Callable[[Sequence[str]], int]) -> int:
+    """A command's `run` on the arguments `parse` leaves, in-process: its exit status."""
+    flag_values.unparse_flags()
     try:
-        remaining = parse_flags(argv)
+        remaining = parse(argv)
     except SystemExit as exit:
         return int(exit.code)
     try:
-        return main(remaining)
+        return run(remaining)
     except KeyboardInterrupt:
         return stopped_before_start()
+
+
+def cli(argv: Sequence[str]) -> int:
+    """What `python -m tfstyle.run ARGS` does, callable in-process (tests, scripts)."""
+    return call_cli(argv, FLAGS, parse_flags, main)
 
 
 define_flags()

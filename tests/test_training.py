@@ -1,0 +1,137 @@
+"""python -m tfstyle.train end to end on a few tiny crops: the model, its checkpoints and
+TensorBoard log, Ctrl-C and --resume, applying it with --model and load_model, bad inputs."""
+import json
+import os
+import signal
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfstyle
+from conftest import make_content, make_style, read_events, save_png
+from tfstyle import fast, images, training
+from tfstyle.run import cli as run_cli
+from tfstyle.train import cli
+
+TINY = ["--steps=4", "--batch_size=2", "--crop_size=32", "--width=4", "--residual_blocks=1",
+        "--checkpoint_every=2", "--sample_every=2", "--log_every=1", "--held_out=1", "--quiet",
+        "--style_layers=block1_conv1=0.5,block2_conv1=0.5", "--content_layers=block2_conv2=1"]
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for number in range(3):
+        save_png(make_content(48 + 8 * number, 40), folder / f"photo{number}.png")
+    return folder
+
+
+def train(photos, model_dir, *extra):
+    style = save_png(make_style(40, 40), photos.parent / "style.png")
+    return cli(["tfstyle.train", f"--content_dir={photos}", f"--style={style}",
+                f"--model_dir={model_dir}", *TINY, *extra])
+
+
+def network_output(model_dir, photo):
+    return fast.load_model(model_dir).stylise(photo)
+
+
+def test_training_writes_a_model_its_checkpoints_settings_and_log(photos, tmp_path):
+    model_dir = tmp_path / "model"
+    assert train(photos, model_dir) == 0
+    assert sorted(os.listdir(model_dir)) == ["checkpoints", "logs", "model.keras", "train.json"]
+    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("ckpt-4")
+    settings = json.loads((model_dir / "train.json").read_text())
+    assert settings["steps"] == 4 and settings["style_layers"] == "block1_conv1=0.5,block2_conv1=0.5"
+    events = read_events(model_dir / "logs" / "train")
+    for tag in ("cost/total", "cost/content", "cost/style", "style/block1_conv1"):
+        assert [event.step for event in events.Tensors(tag)] == [1, 2, 3, 4], tag
+    # The held-out photo, through the network as it was at steps 2 and 4.
+    assert [event.step for event in events.Tensors("generated")] == [2, 4]
+    assert [event.step for event in events.Tensors("input/content")] == [0]
+
+
+def test_a_trained_network_stylises_through_run_and_the_api(photos, tmp_path):
+    model_dir = tmp_path / "model"
+    assert train(photos, model_dir) == 0
+    content = save_png(make_content(50, 38), tmp_path / "content.png")
+    output = tmp_path / "out.png"
+    assert run_cli(["tfstyle", f"--model={model_dir}", f"--content={content}",
+                    f"--output={output}", "--max_size=50", "--quiet"]) == 0
+    written = np.asarray(images.load_image(str(output)), np.float32) / 255
+    model = tfstyle.load_model(model_dir / "model.keras")
+    expected = model.stylise(images.to_array(images.load_image(content), (50, 38))[None])[0]
+    assert written.shape == (38, 50, 3)
+    assert np.abs(written - expected).max() <= 1 / 255 + 1e-6  # 8-bit rounding
+    picture = model(make_content(50, 38), max_size=100)
+    assert picture.size == (100, 76)
+    # A folder of photos through the network, with the many-images machinery.
+    assert run_cli(["tfstyle", f"--model={model_dir}", f"--content={photos}",
+                    f"--output={tmp_path / 'folder'}", "--quiet"]) == 0
+    assert sorted(os.listdir(tmp_path / "folder")) == [
+        "photo0.png", "photo1.png", "photo2.png", "tfstyle-summary.json"]
+
+
+def test_ctrl_c_saves_the_network_and_resume_ends_where_the_whole_run_does(
+        photos, tmp_path, monkeypatch, capsys):
+    tf.config.experimental.enable_op_determinism()
+    assert train(photos, tmp_path / "whole") == 0
+    real_batches = training.photo_batches
+
+    def interrupted_batches(*args, **kwargs):
+        for number, batch in enumerate(real_batches(*args, **kwargs), 1):
+            if number == 2:  # during step 2
+                os.kill(os.getpid(), signal.SIGINT)
+            yield batch
+
+    monkeypatch.setattr(training, "photo_batches", interrupted_batches)
+    stopped = tmp_path / "stopped"
+    assert train(photos, stopped) == 128 + signal.SIGINT
+    error = capsys.readouterr().err
+    assert "training stopped by SIGINT at step 2" in error and "--resume" in error
+    assert (stopped / "model.keras").is_file()
+    monkeypatch.setattr(training, "photo_batches", real_batches)
+    assert train(photos, stopped) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert train(photos, stopped, "--resume", "--learning_rate=0.5") == 2
+    assert "other settings" in capsys.readouterr().err
+    assert train(photos, stopped, "--resume") == 0
+    photo = make_content(40, 32)[None]
+    np.testing.assert_allclose(network_output(stopped, photo),
+                               network_output(tmp_path / "whole", photo), atol=1e-6)
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--method=adain"], "--method must be one of johnson"),
+    (["--crop_size=30"], "--crop_size must be a multiple of 4"),
+    (["--held_out=3"], "training needs more than the 3 --held_out"),
+    (["--steps=0"], "--steps must be at least 1"),
+    (["--alpha=-1"], "alpha"),
+])
+def test_bad_training_settings_are_one_line(photos, tmp_path, capsys, flags, words):
+    assert train(photos, tmp_path / "model", *flags) == 2
+    error = capsys.readouterr().err.strip()
+    assert words in error and len(error.splitlines()) == 1, error
+    assert not (tmp_path / "model" / "model.keras").exists()
+
+
+def test_a_foreign_or_damaged_model_is_one_line(tmp_path, capsys):
+    dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    dense.save(tmp_path / "dense.keras")
+    (tmp_path / "text.keras").write_text("not a model")
+    whole = tmp_path / "whole.keras"
+    tfstyle_network = training.networks.johnson_network(4, 1)
+    tfstyle_network.save(whole)
+    (tmp_path / "cut.keras").write_bytes(whole.read_bytes()[:2000])
+    for name, words in [("dense.keras", "not a tfstyle style network"),
+                        ("text.keras", "is not a Keras model file"),
+                        ("cut.keras", "is not a Keras model file"),
+                        ("missing", "neither a model file nor a training directory")]:
+        status = run_cli(["tfstyle", f"--model={tmp_path / name}", "--content=sample:tubingen",
+                          f"--output={tmp_path / 'out.png'}", "--quiet"])
+        error = capsys.readouterr().err.strip()
+        assert status == 2 and words in error and len(error.splitlines()) == 1, (name, error)
+    assert not (tmp_path / "out.png").exists()

@@ -1,0 +1,108 @@
+"""Applying a trained feed-forward network (see training.py): a picture in one pass."""
+from __future__ import annotations
+
+import os
+import zipfile
+from typing import Any, Optional, Union
+
+import keras
+import numpy as np
+from PIL import Image
+
+from tfstyle import images, networks
+from tfstyle.errors import UserError
+from tfstyle.images import ImageLike
+
+MODEL_FILE = "model.keras"
+
+
+class FastModel:
+    """A trained network as a callable: model(image) is the image (a path, 'sample:NAME', a
+    PIL image or an array) stylised, as a PIL image at `max_size` on its longest side (0: its
+    own size)."""
+
+    def __init__(self, network: keras.Model, path: str) -> None:
+        self.network = network
+        self.path = path
+        self.styles = int(network.inputs[1].shape[-1]) if len(network.inputs) == 2 else 1
+
+    def __call__(self, image: ImageLike, max_size: int = 0,
+                 style_weights: Optional[list[float]] = None) -> Image.Image:
+        picture = images.load_image(image)
+        size = images.fit_size(picture.size, max_size) if max_size else picture.size
+        return images.to_pil(self.stylise(images.to_array(picture, size)[None],
+                                          style_weights)[0])
+
+    def stylise(self, batch: np.ndarray, style_weights: Optional[list[float]] = None
+                ) -> np.ndarray:
+        """Images [batch, H, W, 3] in [0, 1] stylised, same shape."""
+        if self.styles > 1 and style_weights is None:
+            style_weights = [1.0 / self.styles] * self.styles
+        return networks.apply_network(self.network, batch, style_weights).numpy()
+
+
+_loaded: dict[tuple[str, float], FastModel] = {}
+
+
+SAMPLES_DIRECTORY = os.path.join(os.path.dirname(__file__), "samples")
+
+
+def sample_models() -> list[str]:
+    """The names of the bundled networks ('sample:NAME')."""
+    return sorted(name[:-len(".keras")] for name in os.listdir(SAMPLES_DIRECTORY)
+                  if name.endswith(".keras"))
+
+
+def model_path(path: Union[str, os.PathLike]) -> str:
+    """The model file `path` names: itself, MODEL_FILE in the training directory it is, or
+    for 'sample:NAME' the bundled network NAME."""
+    path = str(path)
+    if path.startswith("sample:"):
+        name = path[len("sample:"):]
+        if name not in sample_models():
+            raise UserError(f"Unknown sample network '{name}'; the bundled ones are: "
+                            f"{', '.join(sample_models()) or 'none'}.")
+        return os.path.join(SAMPLES_DIRECTORY, f"{name}.keras")
+    return os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
+
+
+def load_model(path: Union[str, os.PathLike]) -> FastModel:
+    """The network trained into `path` (a model.keras file, or the --model_dir of
+    `python -m tfstyle.train`), loaded offline; refuses a missing, damaged or foreign file in
+    one sentence. Loaded once per process while the file stays the same."""
+    file = model_path(path)
+    if not os.path.isfile(file):
+        raise UserError(f"--model '{path}' is neither a model file nor a training directory "
+                        f"holding {MODEL_FILE}." if not os.path.exists(file) or
+                        os.path.isdir(path) else f"--model '{path}' is not a file.")
+    key = (os.path.abspath(file), os.path.getmtime(file))
+    if key not in _loaded:
+        _loaded[key] = FastModel(_read(file), file)
+    return _loaded[key]
+
+
+def _read(file: str) -> keras.Model:
+    if not zipfile.is_zipfile(file):
+        raise UserError(f"'{file}' is not a Keras model file (a .keras archive).")
+    try:
+        network = keras.saving.load_model(file, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many kinds for a damaged or foreign archive
+        first = next((line for line in str(error).splitlines() if line.strip()), "")
+        raise UserError(f"'{file}' cannot be loaded as a tfstyle network "
+                        f"({type(error).__name__}: {first.strip()[:150]}).") from None
+    if not _is_style_network(network):
+        raise UserError(f"'{file}' is a Keras model but not a tfstyle style network (it must "
+                        "map images [batch, H, W, 3] to images of the same shape).")
+    return network
+
+
+def _is_style_network(network: Any) -> bool:
+    """Images [batch, H, W, 3] (and style weights, if conditional) to images of that shape."""
+    try:
+        inputs, outputs = list(network.inputs), list(network.outputs)
+    except (AttributeError, ValueError, TypeError):  # never built, or not a Keras model
+        return False
+    if not isinstance(network, keras.Model) or len(outputs) != 1 or len(inputs) not in (1, 2):
+        return False
+    image = tuple(inputs[0].shape)
+    return len(image) == 4 and image[-1] == 3 and tuple(outputs[0].shape[1:]) == (None, None, 3)

@@ -1,0 +1,268 @@
+"""Training a feed-forward style network (Johnson et al. 2016) with the costs of the
+optimisation path.
+
+For a batch of photos x, the network's output y = f(x) is scored by the same Objective that
+scores an optimised image, with x as its content:
+
+    J(f) = Σ_batch α·J_content(x, f(x)) + β·J_style(S, f(x)) + tv_weight·J_tv(f(x))
+
+and Adam follows the gradient of J with respect to the network's weights instead of the
+pixels. Photos come as random square crops of --crop_size pixels, each of a random side
+between that and the photo's shorter side (so details are seen at several scales), flipped
+at random.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from tfstyle import api, images, jobs, monitor, networks, schedule
+from tfstyle.config import Config
+from tfstyle.errors import UserError
+from tfstyle.features import FeatureExtractor
+from tfstyle.loop import Iterate, StopRequests
+from tfstyle.objective import Costs, Objective
+from tfstyle.style import Style
+
+if TYPE_CHECKING:
+    from tfstyle.train import TrainConfig
+
+
+def random_crop(photo: Image.Image, crop: int, rng: np.random.Generator) -> np.ndarray:
+    """A square of a random side in [crop, the photo's shorter side] at a random place, resized
+    to crop×crop and flipped left-right half of the time: float32 [crop, crop, 3] in [0, 1]."""
+    side = int(rng.integers(min(crop, min(photo.size)), min(photo.size) + 1))
+    left = int(rng.integers(0, photo.width - side + 1))
+    top = int(rng.integers(0, photo.height - side + 1))
+    square = photo.crop((left, top, left + side, top + side)).resize((crop, crop),
+                                                                     Image.BILINEAR)
+    if rng.random() < 0.5:
+        square = square.transpose(Image.FLIP_LEFT_RIGHT)
+    return np.asarray(square.convert("RGB"), np.float32) / 255.0
+
+
+def photo_batches(paths: Sequence[str], crop: int, batch: int, seed: int,
+                  start: int = 0) -> Iterator[np.ndarray]:
+    """Batches [batch, crop, crop, 3] of random crops of the photos at `paths`, one after
+    another in a shuffled order reshuffled at each pass; the same `seed` gives the same
+    batches, and `start` skips that many batches (a resumed run sees what it would have)."""
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    number = 0
+    while True:
+        crops = []
+        while len(crops) < batch:
+            if not order:
+                order = list(rng.permutation(len(paths)))
+            path = paths[order.pop()]
+            crop_rng = np.random.default_rng([seed, number, len(crops)])
+            if number >= start:
+                crops.append(random_crop(images.load_image(path), crop, crop_rng))
+            else:
+                crops.append(None)
+        if number >= start:
+            yield np.stack(crops)
+        number += 1
+
+
+class Trainer:
+    """Adam on `network`'s weights against the objective of `config` (its content layers,
+    style layers, α, β, TV) for crops of `crop` pixels in batches of `batch`, with `styles`."""
+
+    def __init__(self, config: Config, network: keras.Model, extractor: FeatureExtractor,
+                 styles: Sequence[Style], crop: int, batch: int,
+                 learning_rate: float = 1e-3) -> None:
+        self.network = network
+        placeholder = np.zeros((batch, crop, crop, 3), np.float32)  # retargeted every step
+        self.objective = Objective.of_images(config, extractor, placeholder, styles,
+                                             (crop, crop))
+        self.optimizer = keras.optimizers.Adam(learning_rate)
+        self.optimizer.build(network.trainable_variables)
+        self.step = tf.function(self._step, jit_compile=config.jit)
+
+    def _step(self, photos: tf.Tensor) -> Costs:
+        if not self.objective.retarget(photos, None):
+            raise ValueError(f"The trainer is for batches of {self.objective.size}, not "
+                             f"{photos.shape}.")
+        with tf.GradientTape() as tape:
+            costs = self.objective.costs(self.network(photos, training=True))
+        variables = self.network.trainable_variables
+        gradients = tape.gradient(costs["total"], variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        return costs
+
+    def trackables(self) -> dict[str, object]:
+        return {"network": self.network, "optimizer": self.optimizer}
+
+
+def costs_of(config: Config, network: keras.Model, extractor: FeatureExtractor,
+             styles: Sequence[Style], photos: np.ndarray,
+             objective: Optional[Objective] = None) -> dict[str, float]:
+    """The objective's costs of the network's output for `photos` (no training)."""
+    size = (photos.shape[2], photos.shape[1])
+    objective = objective or Objective.of_images(config, extractor, photos, styles, size)
+    return {name: float(value) for name, value in
+            objective.costs(network(photos, training=False)).items()}
+
+
+@dataclasses.dataclass
+class Training:
+    model: str  # the saved network
+    step: int
+    seconds: float
+    stopped_by: str = ""
+    costs: dict[str, float] = dataclasses.field(default_factory=dict)  # the last step's
+
+
+def _photos(config: "TrainConfig") -> tuple[list[str], list[str]]:
+    """(training photos, held-out photos) of --content_dir: the first --held_out in name
+    order are held out."""
+    if not config.content_dir:
+        raise UserError("Say which photos to train on with --content_dir=DIR.")
+    paths = jobs.find_inputs(config.content_dir)
+    if len(paths) <= config.held_out:
+        raise UserError(f"--content_dir '{config.content_dir}' has {len(paths)} photo(s); "
+                        f"training needs more than the {config.held_out} --held_out.")
+    return paths[config.held_out:], paths[:config.held_out]
+
+
+def _prepare_model_dir(config: "TrainConfig") -> Path:
+    if not config.model_dir:
+        raise UserError("Say where the trained network goes with --model_dir=DIR.")
+    directory = Path(config.model_dir)
+    settings = directory / "train.json"
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"--model_dir '{directory}' is a file, not a directory.")
+    if config.resume:
+        if not (directory / "checkpoints" / "checkpoint").is_file():
+            raise UserError(f"--model_dir '{directory}' has no training checkpoint to resume.")
+        try:
+            earlier = json.loads(settings.read_text())
+        except (OSError, ValueError):
+            earlier = None
+        if earlier != _settings(config):
+            raise UserError(f"--model_dir '{directory}' holds a training run with other "
+                            "settings; --resume continues only the same run.")
+    elif directory.is_dir() and any(directory.iterdir()):
+        raise UserError(f"--model_dir '{directory}' is not empty; choose another, or pass "
+                        "--resume to continue the training run in it.")
+    try:
+        (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
+        settings.write_text(json.dumps(_settings(config), indent=2))
+    except OSError as error:
+        raise UserError(f"Cannot write to --model_dir '{directory}' "
+                        f"({error.strerror or error}).") from None
+    return directory
+
+
+def _settings(config: "TrainConfig") -> dict:
+    """What a resumed run must share: every setting but --resume, --quiet and the logging."""
+    values = config.to_dict()
+    for name in ("resume", "quiet", "log_every", "sample_every", "checkpoint_every"):
+        values.pop(name)
+    return json.loads(json.dumps(values))
+
+
+def _save_model(network: keras.Model, path: Path) -> None:
+    """Written beside, then moved in place: a crash leaves the previous model whole."""
+    temp = path.with_name(f".{path.stem}-{os.getpid()}.keras")
+    try:
+        network.save(temp)
+        os.replace(temp, path)
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        raise UserError(f"Cannot write the model '{path}' ({error.strerror or error}).") from None
+
+
+class TrainingLog(monitor.TensorBoardLog):
+    """The costs every --log_every steps, and the network's output on the held-out photos
+    every --sample_every steps, in DIR/logs."""
+
+    def __init__(self, config: "TrainConfig", held_out: np.ndarray, style: np.ndarray) -> None:
+        objective = config.objective.replace(
+            logdir=os.path.join(config.model_dir, "logs"), log_every=config.log_every,
+            image_every=config.sample_every, run_name="train-resumed" if config.resume
+            else "train")
+        stage = schedule.Stage(1, (config.crop_size, config.crop_size), 0, config.steps)
+        self.held_out = held_out
+        super().__init__(objective, [stage], f"VGG19 weights: {config.objective.weights}",
+                         held_out if len(held_out) else None, [style])
+
+
+def train(config: "TrainConfig") -> Training:
+    """Train `config.method`'s network; see tfstyle/train.py."""
+    paths, held_out_paths = _photos(config)
+    style_image = images.load_image(config.style) if config.style else None
+    if style_image is None:
+        raise UserError("Say which style to learn with --style=IMAGE.")
+    directory = _prepare_model_dir(config)
+    crop = config.crop_size
+    keras.utils.set_random_seed(config.seed)
+    network = networks.johnson_network(config.width, config.residual_blocks)
+    extractor = api.extractor_for(config.objective)
+    style = images.to_array(style_image, schedule.style_size_at(
+        config.objective, style_image.size, (crop, crop)))[None]
+    trainer = Trainer(config.objective, network, extractor, [Style(style)], crop,
+                      config.batch_size, config.learning_rate)
+    step = tf.Variable(0, dtype=tf.int64, name="step")
+    checkpoint = tf.train.Checkpoint(step=step, **trainer.trackables())
+    manager = tf.train.CheckpointManager(checkpoint, str(directory / "checkpoints"), 2)
+    if config.resume:
+        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    first = int(step.numpy())
+    held_out = (np.stack([images.to_array(images.load_image(path), (crop, crop))
+                          for path in held_out_paths]) if held_out_paths
+                else np.zeros((0, crop, crop, 3), np.float32))
+    log = TrainingLog(config, held_out, style)
+    stages = [schedule.Stage(1, (crop, crop), 0, config.steps)]
+    progress = None if config.quiet else monitor.Progress(stages)
+    batches = photo_batches(paths, crop, config.batch_size, config.seed, start=first)
+    start = time.perf_counter()
+    costs: dict[str, float] = {}
+    saved = first  # the step of the latest checkpoint
+    stop = StopRequests()
+
+    def samples() -> np.ndarray:
+        return (networks.apply_network(network, held_out).numpy() if len(held_out)
+                else np.zeros((1, crop, crop, 3), np.float32))
+
+    try:
+        with stop:
+            for number in range(first + 1, config.steps + 1):
+                costs = {name: float(value) for name, value in trainer.step(next(batches)).items()}
+                step.assign(number)
+                iterate = Iterate(number, config.steps, 1, 1, (crop, crop), costs,
+                                  config.learning_rate, samples)
+                log(iterate)
+                if progress:
+                    progress(iterate)
+                if not np.isfinite(costs["total"]):
+                    raise UserError(f"The training cost became {costs['total']} at step "
+                                    f"{number}; a lower --learning_rate may help. The last "
+                                    "checkpoint is kept.")
+                if number % config.checkpoint_every == 0 or stop.signal_name:
+                    manager.save(checkpoint_number=number)
+                    saved = number
+                if stop.signal_name:
+                    break
+    except KeyboardInterrupt:  # a second Ctrl-C: the step is gone, the checkpoints stay
+        stop.signal_name = stop.signal_name or "SIGINT"
+    finally:
+        if progress:
+            progress.close()
+        log.close()
+    done = int(step.numpy())
+    if done != saved:
+        manager.save(checkpoint_number=done)
+    model = directory / "model.keras"
+    _save_model(network, model)
+    return Training(str(model), done, time.perf_counter() - start, stop.signal_name, costs)
