@@ -150,3 +150,32 @@ def test_benchmark_many_times_both_engines_on_the_same_images(tmp_path):
     assert f"Ray's per-image overhead: {overhead:.1f}%" in done.stdout
     # Pictures with a longest side of 48 come back as float32 RGB.
     assert 12 * 48 * 24 <= figures["transfer_bytes"]["back_per_image"] <= 12 * 48 * 48
+
+
+def test_fast_benchmark_times_and_scores_a_network_beside_gatys(tmp_path):
+    from tfstyle.train import cli as train
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for number in range(3):
+        save_png(make_content(64, 48 + 4 * number), photos / f"photo{number}.png")
+    style = save_png(make_style(48, 48), tmp_path / "style.png")
+    assert train(["tfstyle.train", f"--content_dir={photos}", f"--style={style}",
+                  f"--model_dir={tmp_path / 'net'}", "--steps=2", "--batch_size=1",
+                  "--crop_size=32", "--width=4", "--residual_blocks=1", "--held_out=1",
+                  "--quiet"]) == 0
+    out = tmp_path / "out"
+    result = run("fast_benchmark.py", f"--models={tmp_path / 'net'}", "--sizes=64,96",
+                 "--gatys", "--max_size=64", "--flags=--scales=1 --steps=2",
+                 f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "fast_benchmark.json").read_text())
+    speeds = [row for row in report if "side" in row]
+    assert [row["side"] for row in speeds] == [64, 96]
+    assert all(row["images_per_second"] > 0 and row["peak_mib"] > 0 for row in speeds)
+    scored, = [row for row in report if "photo" in row]
+    assert scored["photo"].endswith("photo0.png")  # the held-out photo
+    assert Image.open(scored["fast"]).size == (64, 48) and Image.open(scored["gatys"]).size == (64, 48)
+    assert all(scored[f"{who}_{what}_error"] > 0 for who in ("fast", "gatys")
+               for what in ("style", "content"))
+    assert f"{scored['fast_style_error']:.4f}" in result.stdout
+    assert Image.open(out / "net_sheet.png").height > 48

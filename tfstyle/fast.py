@@ -1,8 +1,10 @@
 """Applying a trained feed-forward network (see training.py): a picture in one pass."""
 from __future__ import annotations
 
+import json
 import os
 import zipfile
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import keras
@@ -25,6 +27,11 @@ class FastModel:
         self.network = network
         self.path = path
         self.styles = int(network.inputs[1].shape[-1]) if len(network.inputs) == 2 else 1
+        # How it was trained: the record tfstyle.train writes beside the model, if any.
+        try:
+            self.settings = json.loads(Path(path).with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            self.settings = {}
 
     def __call__(self, image: ImageLike, max_size: int = 0,
                  style_weights: Optional[list[float]] = None) -> Image.Image:

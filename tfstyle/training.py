@@ -264,5 +264,30 @@ def train(config: "TrainConfig") -> Training:
     if done != saved:
         manager.save(checkpoint_number=done)
     model = directory / "model.keras"
+    seconds = time.perf_counter() - start
     _save_model(network, model)
-    return Training(str(model), done, time.perf_counter() - start, stop.signal_name, costs)
+    _save_record(config, model, done, seconds, paths, held_out_paths, costs)
+    return Training(str(model), done, seconds, stop.signal_name, costs)
+
+
+def _save_record(config: "TrainConfig", model: Path, done: int, seconds: float,
+                 paths: Sequence[str], held_out: Sequence[str], costs: dict[str, float]) -> None:
+    """model.json beside the model: its settings, steps, wall time over every resumed piece,
+    photos and last costs (what the README records of a bundled network)."""
+    record = model.with_suffix(".json")
+    earlier = 0.0
+    if config.resume:
+        try:
+            earlier = float(json.loads(record.read_text())["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    text = json.dumps({**_settings(config), "steps_done": done, "seconds": earlier + seconds,
+                       "training_photos": len(paths), "held_out_photos": list(held_out),
+                       "last_costs": costs}, indent=1)
+    temp = record.with_name(f".{record.name}.tmp")
+    try:
+        temp.write_text(text)
+        os.replace(temp, record)
+    except OSError as error:
+        raise UserError(f"Cannot write '{record}' ({error.strerror or error}); the model "
+                        "itself is written.") from None

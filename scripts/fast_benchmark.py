@@ -1,0 +1,138 @@
+"""How fast and how good are the trained networks, against the plain Gatys command?
+
+    python scripts/fast_benchmark.py [--models=sample:johnson_starry_night,DIR,...]
+        [--photos=p1.jpg,p2.jpg,...] [--sizes=256,512,1024] [--gatys] [--max_size=512]
+        [--flags="..."] [--output_dir=fast-output]
+
+For each model: images per second at each size (the longest side; the first photo resized
+to it, after two warm-up passes, start-up excluded) and the process's peak memory; then each
+photo (default: the model's held-out photos, which it never saw in training) through it at
+--max_size, scored by the neutral scorer (../shared/tools/style_score.py: style error, content
+error, lower is better) against the style it was trained on. With --gatys, the plain command
+`python -m tfstyle.run --content=PHOTO --style=STYLE --output=OUT --max_size=512` (and
+--flags) is run on the same photo and style, timed and scored beside it, and a sheet (photo | Gatys | fast) is written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from quality import SHARED, font, score, stylise  # the same scorer and command as quality.py
+from tfstyle import fast, images
+
+ROW_HEIGHT = 200
+
+
+def speed(model: fast.FastModel, photo: str, side: int, repeats: int = 5) -> float:
+    """Images per second at `side` pixels on the longest side, after two warm-up passes."""
+    picture = images.load_image(photo)
+    batch = images.to_array(picture, images.fit_size(picture.size, side))[None]
+    for _ in range(2):
+        model.stylise(batch)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        model.stylise(batch)
+    return repeats / (time.perf_counter() - start)
+
+
+def peak_memory_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sheet(rows: list[dict], path: Path) -> None:
+    """One row per photo: the photo | Gatys | the network, with their scores."""
+    face = font(13)
+    columns = [("photo", "photo"), ("gatys", "Gatys"), ("fast", "network")]
+    pictures = [[Image.open(row[key]).convert("RGB") for key, _ in columns] for row in rows]
+    scaled = [[p.resize((round(p.width * ROW_HEIGHT / p.height), ROW_HEIGHT), Image.LANCZOS)
+               for p in row] for row in pictures]
+    width = max(sum(p.width + 6 for p in row) for row in scaled)
+    canvas = Image.new("RGB", (width, len(rows) * (ROW_HEIGHT + 40)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for index, (row, shown) in enumerate(zip(rows, scaled)):
+        y, x = index * (ROW_HEIGHT + 40), 0
+        for (key, label), picture in zip(columns, shown):
+            canvas.paste(picture, (x, y))
+            text = label if key == "photo" else (
+                f"{label}, {row[key + '_seconds']:.2f} s\nstyle {row[key + '_style_error']:.3f}, "
+                f"content {row[key + '_content_error']:.3f}")
+            draw.text((x + 4, y + ROW_HEIGHT + 2), text, fill="black", font=face)
+            x += picture.width + 6
+    canvas.save(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(f"sample:{name}"
+                                                     for name in fast.sample_models()))
+    parser.add_argument("--photos", default="", help="comma-separated (default: held out)")
+    parser.add_argument("--sizes", default="256,512,1024")
+    parser.add_argument("--gatys", action="store_true")
+    parser.add_argument("--max_size", type=int, default=512)
+    parser.add_argument("--flags", default="", help="more flags for the Gatys command")
+    parser.add_argument("--output_dir", default="fast-output")
+    parser.add_argument("--scorer", default=str(SHARED / "tools" / "style_score.py"))
+    options = parser.parse_args()
+    out = Path(options.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = []
+    for name in options.models.split(","):
+        model = fast.load_model(name)
+        settings = model.settings
+        style = settings["style"]
+        if style.startswith("sample:"):
+            style = images.sample_path(style.removeprefix("sample:"))
+        photos = (options.photos.split(",") if options.photos else settings["held_out_photos"])
+        label = Path(name.removeprefix("sample:")).stem
+        print(f"{name}: trained on {settings.get('content_dir')} in the style {style}, "
+              f"{settings.get('steps_done')} steps", flush=True)
+        for side in map(int, options.sizes.split(",")):
+            rate = speed(model, photos[0], side)
+            print(f"  {side:5d} px: {rate:6.2f} images/s ({1 / rate:.3f} s an image), "
+                  f"peak memory {peak_memory_mib():.0f} MiB", flush=True)
+            report.append(dict(model=name, side=side, images_per_second=rate,
+                               peak_mib=peak_memory_mib()))
+        rows = []
+        for photo in photos:
+            stem = Path(photo).stem
+            fast_output = out / f"{label}_{stem}_fast.png"
+            start = time.perf_counter()
+            model(photo, max_size=options.max_size).save(fast_output)
+            row = dict(model=name, photo=photo, fast=str(fast_output),
+                       fast_seconds=time.perf_counter() - start)
+            outputs = [fast_output]
+            if options.gatys:
+                gatys_output = out / f"{label}_{stem}_gatys.png"
+                row["gatys_seconds"] = stylise(Path(photo), Path(style), gatys_output,
+                                               options.max_size, shlex.split(options.flags))
+                row["gatys"] = str(gatys_output)
+                outputs.append(gatys_output)
+            scores = score(Path(options.scorer), Path(photo), Path(style), *outputs)
+            for key, (style_error, content_error) in zip(("fast", "gatys"), scores):
+                row[f"{key}_style_error"], row[f"{key}_content_error"] = style_error, content_error
+            line = (f"  {stem}: network style {row['fast_style_error']:.4f} content "
+                    f"{row['fast_content_error']:.4f}")
+            if options.gatys:
+                line += (f"; Gatys style {row['gatys_style_error']:.4f} content "
+                         f"{row['gatys_content_error']:.4f} in {row['gatys_seconds']:.0f} s; "
+                         f"ratios {row['fast_style_error'] / row['gatys_style_error']:.2f}, "
+                         f"{row['fast_content_error'] / row['gatys_content_error']:.2f}")
+            print(line, flush=True)
+            rows.append(row)
+        report.extend(rows)
+        if options.gatys:
+            sheet(rows, out / f"{label}_sheet.png")
+            print(f"  photo | Gatys | network: {out / f'{label}_sheet.png'}")
+    (out / "fast_benchmark.json").write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
