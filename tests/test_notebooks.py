@@ -25,6 +25,9 @@ def tiny_parameters(tmp_path: Path) -> dict[str, dict]:
             CONTENT_LAYERS="block2_conv2=0.5,block4_conv2=1", STYLE_LAYER_WEIGHT_EXP=2.0,
             OUTPUT=str(tmp_path / "stylized.png"),
             LOGDIR=str(tmp_path / "runs"), TENSORBOARD=False, UPLOAD=False),
+        "fast_networks.ipynb": dict(
+            STEPS=2, CROP=48, BATCH=2, WIDTH=4, BLOCKS=1, MAX_SIZE=64,
+            MODEL_DIR=str(tmp_path / "net")),
         "coursera_walkthrough.ipynb": dict(
             SIZE=64, STEPS=2, GRID_LAYERS=[1, 5], GRID_RATIOS=[1e6, 1e4],
             GRID_PATH=str(tmp_path / "grid.png")),
@@ -123,3 +126,13 @@ def test_walkthrough_runs(tmp_path):
     assert grid.width > grid.height  # 2x2 pictures plus the labels on the left and on top
     for cell_id in ("feature-maps", "content-cost", "gram-pictures", "style-cost", "grid"):
         assert has_picture(outputs_of(notebook, cell_id)), f"cell {cell_id} shows no picture"
+
+
+def test_fast_networks_runs(tmp_path):
+    overrides = tiny_parameters(tmp_path)["fast_networks.ipynb"]
+    notebook, seconds = execute("fast_networks.ipynb", overrides, tmp_path)
+    print(f"fast_networks.ipynb ran in {seconds:.0f} s")
+    assert "2 steps in" in text(outputs_of(notebook, "train"))
+    assert (tmp_path / "net" / "model.keras").is_file()
+    assert "64x" in text(outputs_of(notebook, "apply"))
+    assert has_picture(outputs_of(notebook, "apply"))

@@ -110,6 +110,7 @@ def test_ctrl_c_saves_the_network_and_resume_ends_where_the_whole_run_does(
     (["--held_out=3"], "training needs more than the 3 --held_out"),
     (["--steps=0"], "--steps must be at least 1"),
     (["--alpha=-1"], "alpha"),
+    (["--style_scale=0.5"], "use a larger --crop_size or --style_scale"),
 ])
 def test_bad_training_settings_are_one_line(photos, tmp_path, capsys, flags, words):
     assert train(photos, tmp_path / "model", *flags) == 2

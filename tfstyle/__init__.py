@@ -14,15 +14,19 @@ __version__ = "0.2.0"
 _API = {"stylize": "tfstyle.api", "run_config": "tfstyle.api", "run_many": "tfstyle.jobs",
         "Config": "tfstyle.config",
         "make_config": "tfstyle.config", "PRESETS": "tfstyle.config",
-        "load_model": "tfstyle.fast", "train": "tfstyle.training",
+        "load_model": "tfstyle.fast", "train_network": "tfstyle.training",
         "make_train_config": "tfstyle.train",
         "UserError": "tfstyle.errors"}
 __all__ = [*_API, "__version__"]
 
 
+# tfstyle.train is the training command's module, so the API calls its function train_network.
+_RENAMED = {"train_network": "train"}
+
+
 def __getattr__(name: str) -> Any:
     if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
+        return getattr(importlib.import_module(_API[name]), _RENAMED.get(name, name))
     raise AttributeError(f"module 'tfstyle' has no attribute '{name}'")
 
 

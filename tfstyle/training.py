@@ -209,8 +209,13 @@ def train(config: "TrainConfig") -> Training:
     keras.utils.set_random_seed(config.seed)
     network = networks.johnson_network(config.width, config.residual_blocks)
     extractor = api.extractor_for(config.objective)
-    style = images.to_array(style_image, schedule.style_size_at(
-        config.objective, style_image.size, (crop, crop)))[None]
+    style_size = schedule.style_size_at(config.objective, style_image.size, (crop, crop))
+    if min(style_size) < images.MIN_SIDE:
+        raise UserError(f"The style image would be {style_size[0]}x{style_size[1]} pixels for "
+                        f"crops of {crop} with --style_scale={config.objective.style_scale}, "
+                        f"and VGG19 needs at least {images.MIN_SIDE} on each side; use a larger "
+                        "--crop_size or --style_scale.")
+    style = images.to_array(style_image, style_size)[None]
     trainer = Trainer(config.objective, network, extractor, [Style(style)], crop,
                       config.batch_size, config.learning_rate)
     step = tf.Variable(0, dtype=tf.int64, name="step")
