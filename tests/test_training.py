@@ -42,7 +42,11 @@ def network_output(model_dir, photo):
 def test_training_writes_a_model_its_checkpoints_settings_and_log(photos, tmp_path):
     model_dir = tmp_path / "model"
     assert train(photos, model_dir) == 0
-    assert sorted(os.listdir(model_dir)) == ["checkpoints", "logs", "model.keras", "train.json"]
+    assert sorted(os.listdir(model_dir)) == ["checkpoints", "logs", "model.json", "model.keras",
+                                             "train.json"]
+    record = json.loads((model_dir / "model.json").read_text())
+    assert record["steps_done"] == 4 and record["seconds"] > 0 and record["training_photos"] == 2
+    assert record["held_out_photos"] == [str(photos / "photo0.png")]
     assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("ckpt-4")
     settings = json.loads((model_dir / "train.json").read_text())
     assert settings["steps"] == 4 and settings["style_layers"] == "block1_conv1=0.5,block2_conv1=0.5"
@@ -102,6 +106,38 @@ def test_ctrl_c_saves_the_network_and_resume_ends_where_the_whole_run_does(
     photo = make_content(40, 32)[None]
     np.testing.assert_allclose(network_output(stopped, photo),
                                network_output(tmp_path / "whole", photo), atol=1e-6)
+
+
+def test_a_conditional_network_learns_several_styles_and_mixes_them(photos, tmp_path, capsys):
+    second = save_png(make_content(40, 40)[::-1], tmp_path / "second_style.png")
+    style = save_png(make_style(40, 40), tmp_path / "style.png")
+    model_dir = tmp_path / "conditional"
+    assert cli(["tfstyle.train", f"--content_dir={photos}", f"--style={style},{second}",
+                f"--model_dir={model_dir}", "--method=conditional", *TINY]) == 0
+    model = tfstyle.load_model(model_dir)
+    assert model.styles == 2 and model.style_names == f"{style},{second}"
+    photo = make_content(40, 32)[None]
+    first_only = model.stylise(photo, [1, 0])
+    assert np.abs(first_only - model.stylise(photo, [0, 1])).max() > 1e-3
+    # Shares, not amounts: 2,0 is 1,0; equal shares are the default.
+    np.testing.assert_array_equal(model.stylise(photo, [2, 0]), first_only)
+    np.testing.assert_array_equal(model.stylise(photo), model.stylise(photo, [0.5, 0.5]))
+    events = read_events(model_dir / "logs" / "train")
+    generated = events.Tensors("generated")[-1]
+    assert len(tf.make_ndarray(generated.tensor_proto)) == 2 + 2  # the held-out photo in each
+    content = save_png(make_content(48, 40), tmp_path / "content.png")
+    for weights, status in (("1,0", 0), ("1,2,3", 2)):
+        assert run_cli(["tfstyle", f"--model={model_dir}", f"--content={content}",
+                        f"--output={tmp_path / f'mixed{status}.png'}", "--max_size=48",
+                        f"--style_weights={weights}", "--quiet"]) == status
+    assert "has 2 styles" in capsys.readouterr().err
+    written = np.asarray(images.load_image(str(tmp_path / "mixed0.png")), np.float32) / 255
+    expected = model.stylise(images.to_array(images.load_image(content), (48, 40))[None],
+                             [1, 0])[0]
+    assert np.abs(written - expected).max() <= 1 / 255 + 1e-6
+    # One style only for the plain network.
+    assert train(photos, tmp_path / "plain", f"--style={style},{second}") == 2
+    assert "--method=conditional learns the 2" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flags, words", [

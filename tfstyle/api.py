@@ -440,7 +440,8 @@ def run_model(config: Config, content: Sequence[ImageLike], outputs: Sequence[st
     size = images.fit_size(pictures[0].size, config.max_size, config.image_size)
     check_memory(config.replace(optimizer="adam"), size, len(pictures))
     batch = np.stack([images.to_array(picture, size) for picture in pictures])
-    result = colors.finisher(config.preserve_colors, pictures)(model.stylise(batch))
+    result = colors.finisher(config.preserve_colors, pictures)(
+        model.stylise(batch, config.style_weights))
     for image, path, record in zip(result, outputs, records):
         problem = write_output(image, path, record, 0, config.overwrite)
         if problem:

@@ -5,7 +5,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import keras
 import numpy as np
@@ -14,6 +14,7 @@ from PIL import Image
 from tfstyle import images, networks
 from tfstyle.errors import UserError
 from tfstyle.images import ImageLike
+from tfstyle.style import blend_weights
 
 MODEL_FILE = "model.keras"
 
@@ -34,18 +35,38 @@ class FastModel:
             self.settings = {}
 
     def __call__(self, image: ImageLike, max_size: int = 0,
-                 style_weights: Optional[list[float]] = None) -> Image.Image:
+                 style_weights: Optional[Sequence[float]] = None) -> Image.Image:
         picture = images.load_image(image)
         size = images.fit_size(picture.size, max_size) if max_size else picture.size
         return images.to_pil(self.stylise(images.to_array(picture, size)[None],
                                           style_weights)[0])
 
-    def stylise(self, batch: np.ndarray, style_weights: Optional[list[float]] = None
+    def mix(self, style_weights: Sequence[float] = ()) -> Optional[list[float]]:
+        """The style weights a conditional network is given (each style's share, summing to
+        1; none given: equal shares); None for a network of one style."""
+        if self.styles == 1:
+            if style_weights:
+                raise UserError(f"'{self.path}' was trained on one style; --style_weights mixes "
+                                "the styles of a network trained with --method=conditional.")
+            return None
+        if not style_weights:
+            return [1.0 / self.styles] * self.styles
+        if len(style_weights) != self.styles:
+            raise UserError(f"--style_weights has {len(style_weights)} weight(s), and "
+                            f"'{self.path}' has {self.styles} styles ({self.style_names}); give "
+                            "one per style.")
+        return blend_weights(style_weights, self.styles)
+
+    @property
+    def style_names(self) -> str:
+        return self.settings.get("style", "")
+
+    def stylise(self, batch: np.ndarray, style_weights: Optional[Sequence[float]] = None
                 ) -> np.ndarray:
-        """Images [batch, H, W, 3] in [0, 1] stylised, same shape."""
-        if self.styles > 1 and style_weights is None:
-            style_weights = [1.0 / self.styles] * self.styles
-        return networks.apply_network(self.network, batch, style_weights).numpy()
+        """Images [batch, H, W, 3] in [0, 1] stylised, same shape; `style_weights` mix the
+        styles of a conditional network (see mix)."""
+        mix = self.mix(style_weights or ())
+        return networks.apply_network(self.network, batch, mix).numpy()
 
 
 _loaded: dict[tuple[str, float], FastModel] = {}

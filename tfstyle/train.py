@@ -25,7 +25,7 @@ from tfstyle.config import Config, make_config
 from tfstyle.errors import UserError, stop_on_sigterm, stopped_before_start
 from tfstyle.run import HELP_FLAGS, call_cli, fail, internal_error
 
-METHODS = ("johnson",)
+METHODS = ("johnson", "conditional")
 # The settings of a run's objective that also set a network's training objective.
 COST_SETTINGS = ("alpha", "beta", "tv_weight", "style_layers", "content_layers",
                  "style_layer_weight_exp", "normalize_costs", "style_scale", "weights",
@@ -42,10 +42,12 @@ def _setting(default: Any, help: str) -> Any:
 class TrainConfig:
     """Settings of one training run; `objective` holds its costs (a run Config)."""
 
-    method: str = _setting("johnson", f"The network: {', '.join(METHODS)} (Johnson et al. 2016 "
-                           "with instance normalisation).")
+    method: str = _setting("johnson", "The network: 'johnson' (Johnson et al. 2016 with instance "
+                           "normalisation) for one style, 'conditional' (Dumoulin et al. 2017: "
+                           "conditional instance normalisation) for several in one network.")
     content_dir: str = _setting("", "A folder (or glob) of photos to train on.")
-    style: str = _setting("", "The style image (a path or sample:NAME).")
+    style: str = _setting("", "The style image (a path or sample:NAME); with "
+                          "--method=conditional, several, comma-separated.")
     model_dir: str = _setting("", "Where the checkpoints, logs and the trained model go.")
     steps: int = _setting(2000, "Training steps (batches).")
     batch_size: int = _setting(4, "Photos per step.")

@@ -26,7 +26,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tfstyle import api, images, jobs, monitor, networks, schedule
-from tfstyle.config import Config
+from tfstyle.config import Config, split_paths
 from tfstyle.errors import UserError
 from tfstyle.features import FeatureExtractor
 from tfstyle.loop import Iterate, StopRequests
@@ -76,25 +76,40 @@ def photo_batches(paths: Sequence[str], crop: int, batch: int, seed: int,
 
 class Trainer:
     """Adam on `network`'s weights against the objective of `config` (its content layers,
-    style layers, α, β, TV) for crops of `crop` pixels in batches of `batch`, with `styles`."""
+    style layers, α, β, TV) for crops of `crop` pixels in batches of `batch`, towards each of
+    `styles`: one style per batch (Dumoulin et al.), the network told which by a one-hot mix
+    when it is conditional."""
 
     def __init__(self, config: Config, network: keras.Model, extractor: FeatureExtractor,
                  styles: Sequence[Style], crop: int, batch: int,
                  learning_rate: float = 1e-3) -> None:
         self.network = network
+        self.conditional = len(network.inputs) == 2
         placeholder = np.zeros((batch, crop, crop, 3), np.float32)  # retargeted every step
-        self.objective = Objective.of_images(config, extractor, placeholder, styles,
-                                             (crop, crop))
+        self.objectives = [Objective.of_images(config, extractor, placeholder, [style],
+                                               (crop, crop)) for style in styles]
         self.optimizer = keras.optimizers.Adam(learning_rate)
         self.optimizer.build(network.trainable_variables)
-        self.step = tf.function(self._step, jit_compile=config.jit)
+        # A Python int argument: one compiled step per style.
+        self._compiled = tf.function(self._step, jit_compile=config.jit)
 
-    def _step(self, photos: tf.Tensor) -> Costs:
-        if not self.objective.retarget(photos, None):
-            raise ValueError(f"The trainer is for batches of {self.objective.size}, not "
+    def step(self, photos: np.ndarray, style: int = 0) -> Costs:
+        """One step on a batch of photos towards style number `style`."""
+        return self._compiled(tf.constant(photos), style)
+
+    def outputs(self, photos: tf.Tensor, style: int) -> tf.Tensor:
+        if not self.conditional:
+            return self.network(photos, training=True)
+        mix = tf.one_hot(tf.fill([tf.shape(photos)[0]], style), len(self.objectives))
+        return self.network([photos, mix], training=True)
+
+    def _step(self, photos: tf.Tensor, style: int) -> Costs:
+        objective = self.objectives[style]
+        if not objective.retarget(photos, None):
+            raise ValueError(f"The trainer is for batches of {objective.size}, not "
                              f"{photos.shape}.")
         with tf.GradientTape() as tape:
-            costs = self.objective.costs(self.network(photos, training=True))
+            costs = objective.costs(self.outputs(photos, style))
         variables = self.network.trainable_variables
         gradients = tape.gradient(costs["total"], variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
@@ -187,7 +202,8 @@ class TrainingLog(monitor.TensorBoardLog):
     """The costs every --log_every steps, and the network's output on the held-out photos
     every --sample_every steps, in DIR/logs."""
 
-    def __init__(self, config: "TrainConfig", held_out: np.ndarray, style: np.ndarray) -> None:
+    def __init__(self, config: "TrainConfig", held_out: np.ndarray,
+                 styles: Sequence[np.ndarray]) -> None:
         objective = config.objective.replace(
             logdir=os.path.join(config.model_dir, "logs"), log_every=config.log_every,
             image_every=config.sample_every, run_name="train-resumed" if config.resume
@@ -195,29 +211,43 @@ class TrainingLog(monitor.TensorBoardLog):
         stage = schedule.Stage(1, (config.crop_size, config.crop_size), 0, config.steps)
         self.held_out = held_out
         super().__init__(objective, [stage], f"VGG19 weights: {config.objective.weights}",
-                         held_out if len(held_out) else None, [style])
+                         held_out if len(held_out) else None, styles)
+
+
+def _style_arrays(config: "TrainConfig") -> list[np.ndarray]:
+    """The style images [1, h, w, 3] at the crops' size (times --style_scale), checked."""
+    names = split_paths(config.style)
+    if not names:
+        raise UserError("Say which style to learn with --style=IMAGE.")
+    if len(names) > 1 and config.method != "conditional":
+        raise UserError(f"--method={config.method} learns one style; --method=conditional "
+                        f"learns the {len(names)} given to --style.")
+    crop = config.crop_size
+    arrays = []
+    for name in names:
+        image = images.load_image(name)
+        size = schedule.style_size_at(config.objective, image.size, (crop, crop))
+        if min(size) < images.MIN_SIDE:
+            raise UserError(f"The style image '{name}' would be {size[0]}x{size[1]} pixels for "
+                            f"crops of {crop} with --style_scale={config.objective.style_scale}, "
+                            f"and VGG19 needs at least {images.MIN_SIDE} on each side; use a "
+                            "larger --crop_size or --style_scale.")
+        arrays.append(images.to_array(image, size)[None])
+    return arrays
 
 
 def train(config: "TrainConfig") -> Training:
     """Train `config.method`'s network; see tfstyle/train.py."""
     paths, held_out_paths = _photos(config)
-    style_image = images.load_image(config.style) if config.style else None
-    if style_image is None:
-        raise UserError("Say which style to learn with --style=IMAGE.")
+    styles = _style_arrays(config)
     directory = _prepare_model_dir(config)
     crop = config.crop_size
     keras.utils.set_random_seed(config.seed)
-    network = networks.johnson_network(config.width, config.residual_blocks)
+    network = networks.johnson_network(config.width, config.residual_blocks,
+                                       len(styles) if config.method == "conditional" else 1)
     extractor = api.extractor_for(config.objective)
-    style_size = schedule.style_size_at(config.objective, style_image.size, (crop, crop))
-    if min(style_size) < images.MIN_SIDE:
-        raise UserError(f"The style image would be {style_size[0]}x{style_size[1]} pixels for "
-                        f"crops of {crop} with --style_scale={config.objective.style_scale}, "
-                        f"and VGG19 needs at least {images.MIN_SIDE} on each side; use a larger "
-                        "--crop_size or --style_scale.")
-    style = images.to_array(style_image, style_size)[None]
-    trainer = Trainer(config.objective, network, extractor, [Style(style)], crop,
-                      config.batch_size, config.learning_rate)
+    trainer = Trainer(config.objective, network, extractor, [Style(style) for style in styles],
+                      crop, config.batch_size, config.learning_rate)
     step = tf.Variable(0, dtype=tf.int64, name="step")
     checkpoint = tf.train.Checkpoint(step=step, **trainer.trackables())
     manager = tf.train.CheckpointManager(checkpoint, str(directory / "checkpoints"), 2)
@@ -227,7 +257,7 @@ def train(config: "TrainConfig") -> Training:
     held_out = (np.stack([images.to_array(images.load_image(path), (crop, crop))
                           for path in held_out_paths]) if held_out_paths
                 else np.zeros((0, crop, crop, 3), np.float32))
-    log = TrainingLog(config, held_out, style)
+    log = TrainingLog(config, held_out, styles)
     stages = [schedule.Stage(1, (crop, crop), 0, config.steps)]
     progress = None if config.quiet else monitor.Progress(stages)
     batches = photo_batches(paths, crop, config.batch_size, config.seed, start=first)
@@ -237,13 +267,19 @@ def train(config: "TrainConfig") -> Training:
     stop = StopRequests()
 
     def samples() -> np.ndarray:
-        return (networks.apply_network(network, held_out).numpy() if len(held_out)
-                else np.zeros((1, crop, crop, 3), np.float32))
+        """The held-out photos through the network (in each style, if conditional)."""
+        if not len(held_out):
+            return np.zeros((1, crop, crop, 3), np.float32)
+        if not trainer.conditional:
+            return networks.apply_network(network, held_out).numpy()
+        return np.concatenate([networks.apply_network(network, held_out, np.eye(len(styles))[
+            number]).numpy() for number in range(len(styles))])
 
     try:
         with stop:
             for number in range(first + 1, config.steps + 1):
-                costs = {name: float(value) for name, value in trainer.step(next(batches)).items()}
+                costs = {name: float(value) for name, value in
+                         trainer.step(next(batches), (number - 1) % len(styles)).items()}
                 step.assign(number)
                 iterate = Iterate(number, config.steps, 1, 1, (crop, crop), costs,
                                   config.learning_rate, samples)
