@@ -59,6 +59,20 @@ def test_the_network_keeps_any_size_and_saves_and_loads_in_keras_format(tmp_path
     assert networks.apply_network(mixed, photo, [0.2, 0.3, 0.5]).shape == photo.shape
 
 
+def test_the_texture_network_paints_any_size_and_loads_in_safe_mode(tmp_path):
+    network = networks.texture_network(width=4, levels=3)
+    assert networks.texture_levels(network) == 3 and networks.side_multiple(network) == 4
+    noise = networks.texture_noise(2, 37, 22, 3, seed=5)
+    assert noise.shape == (2, 37, 22, 9) and 0 <= noise.min() and noise.max() < 1
+    np.testing.assert_array_equal(noise, networks.texture_noise(2, 37, 22, 3, seed=5))
+    out = networks.apply_network(network, noise).numpy()
+    assert out.shape == (2, 37, 22, 3)
+    network.save(tmp_path / "texture.keras")
+    loaded = keras.saving.load_model(tmp_path / "texture.keras", safe_mode=True)
+    np.testing.assert_array_equal(networks.apply_network(loaded, noise).numpy(), out)
+    assert networks.texture_levels(networks.johnson_network(4, 1)) == 0
+
+
 def test_photo_batches_are_random_crops_repeatable_and_resumable(tmp_path):
     paths = [save_png(make_content(60 + 10 * number, 48), tmp_path / f"p{number}.png")
              for number in range(3)]

@@ -140,6 +140,38 @@ def test_a_conditional_network_learns_several_styles_and_mixes_them(photos, tmp_
     assert "--method=conditional learns the 2" in capsys.readouterr().err
 
 
+def test_a_texture_network_learns_a_style_from_noise_and_paints_any_size(tmp_path, capsys):
+    style = save_png(make_style(40, 40), tmp_path / "style.png")
+    model_dir = tmp_path / "texture"
+    flags = [f"--style={style}", f"--model_dir={model_dir}", "--method=texture", "--levels=3",
+             *[flag for flag in TINY if not flag.startswith("--held_out")]]
+    assert cli(["tfstyle.train", *flags]) == 0
+    record = json.loads((model_dir / "model.json").read_text())
+    assert "content" not in record["last_costs"] and record["last_costs"]["style"] > 0
+    events = read_events(model_dir / "logs" / "train")
+    assert [event.step for event in events.Tensors("generated")] == [2, 4]
+    model = tfstyle.load_model(model_dir)
+    assert model.levels == 3
+    first, again = model.texture((70, 45), seed=1), model.texture((70, 45), seed=1)
+    assert first.size == (70, 45)
+    np.testing.assert_array_equal(np.asarray(first), np.asarray(again))
+    assert not np.array_equal(np.asarray(first), np.asarray(model.texture((70, 45), seed=2)))
+    output = tmp_path / "texture.png"
+    assert run_cli(["tfstyle", f"--model={model_dir}", f"--output={output}", "--image_size=40",
+                    "--seed=1", "--quiet"]) == 0
+    np.testing.assert_array_equal(np.asarray(images.load_image(str(output))),
+                                  np.asarray(model.texture((40, 40), seed=1)))
+    assert run_cli(["tfstyle", f"--model={model_dir}", "--content=sample:tubingen",
+                    f"--output={tmp_path / 'no.png'}", "--quiet"]) == 2
+    assert "texture network: it takes no --content" in capsys.readouterr().err
+    assert cli(["tfstyle.train", *flags[:1], f"--model_dir={tmp_path / 'odd'}",
+                "--method=texture", "--levels=5", "--crop_size=36"]) == 2
+    assert "does not divide by 2^(levels - 1) = 16" in capsys.readouterr().err
+    assert cli(["tfstyle.train", *flags, f"--content_dir={tmp_path}",
+                f"--model_dir={tmp_path / 'other'}"]) == 2
+    assert "leave out --content_dir" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("flags, words", [
     (["--method=adain"], "--method must be one of johnson"),
     (["--crop_size=30"], "--crop_size must be a multiple of 4"),

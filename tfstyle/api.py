@@ -428,20 +428,28 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
 def run_model(config: Config, content: Sequence[ImageLike], outputs: Sequence[str],
               records: Sequence[Config]) -> Result:
     """run_config with --model: the content images (resized as a batch is) through the trained
-    network in one pass, each written to its output."""
+    network in one pass, or a texture network's texture (--image_size, else --max_size a side,
+    from the noise of --seed), each written to its output."""
     from tfstyle import fast
     start = time.perf_counter()
     model = fast.load_model(config.model)
-    if not content:
-        raise UserError("--model stylises content images: give one with --content.")
-    pictures = [images.load_image(item) for item in content]
-    if not config.image_size:
-        check_aspect_ratios(content, pictures, "content image")
-    size = images.fit_size(pictures[0].size, config.max_size, config.image_size)
-    check_memory(config.replace(optimizer="adam"), size, len(pictures))
-    batch = np.stack([images.to_array(picture, size) for picture in pictures])
-    result = colors.finisher(config.preserve_colors, pictures)(
-        model.stylise(batch, config.style_weights))
+    if model.levels:
+        if content:
+            raise UserError(f"'{config.model}' is a texture network: it takes no --content.")
+        size = (config.image_size or config.max_size,) * 2
+        check_memory(config.replace(optimizer="adam"), size, 1)
+        result = images.to_array(model.texture(size, config.seed), size)[None]
+    else:
+        if not content:
+            raise UserError("--model stylises content images: give one with --content.")
+        pictures = [images.load_image(item) for item in content]
+        if not config.image_size:
+            check_aspect_ratios(content, pictures, "content image")
+        size = images.fit_size(pictures[0].size, config.max_size, config.image_size)
+        check_memory(config.replace(optimizer="adam"), size, len(pictures))
+        batch = np.stack([images.to_array(picture, size) for picture in pictures])
+        result = colors.finisher(config.preserve_colors, pictures)(
+            model.stylise(batch, config.style_weights))
     for image, path, record in zip(result, outputs, records):
         problem = write_output(image, path, record, 0, config.overwrite)
         if problem:

@@ -22,12 +22,13 @@ MODEL_FILE = "model.keras"
 class FastModel:
     """A trained network as a callable: model(image) is the image (a path, 'sample:NAME', a
     PIL image or an array) stylised, as a PIL image at `max_size` on its longest side (0: its
-    own size)."""
+    own size); a texture network's model.texture(size) is a texture of any size."""
 
     def __init__(self, network: keras.Model, path: str) -> None:
         self.network = network
         self.path = path
         self.styles = int(network.inputs[1].shape[-1]) if len(network.inputs) == 2 else 1
+        self.levels = networks.texture_levels(network)  # 0: it paints photos
         # How it was trained: the record tfstyle.train writes beside the model, if any.
         try:
             self.settings = json.loads(Path(path).with_suffix(".json").read_text())
@@ -36,10 +37,21 @@ class FastModel:
 
     def __call__(self, image: ImageLike, max_size: int = 0,
                  style_weights: Optional[Sequence[float]] = None) -> Image.Image:
+        if self.levels:
+            raise UserError(f"'{self.path}' is a texture network: it takes no image; call "
+                            "its texture((width, height)).")
         picture = images.load_image(image)
         size = images.fit_size(picture.size, max_size) if max_size else picture.size
         return images.to_pil(self.stylise(images.to_array(picture, size)[None],
                                           style_weights)[0])
+
+    def texture(self, size: tuple[int, int], seed: int = 0) -> Image.Image:
+        """A texture network's texture of `size` = (W, H), from the noise of `seed`."""
+        if not self.levels:
+            raise UserError(f"'{self.path}' paints photos: give it a content image.")
+        width, height = size
+        noise = networks.texture_noise(1, height, width, self.levels, seed)
+        return images.to_pil(networks.apply_network(self.network, noise).numpy()[0])
 
     def mix(self, style_weights: Sequence[float] = ()) -> Optional[list[float]]:
         """The style weights a conditional network is given (each style's share, summing to
@@ -132,5 +144,6 @@ def _is_style_network(network: Any) -> bool:
         return False
     if not isinstance(network, keras.Model) or len(outputs) != 1 or len(inputs) not in (1, 2):
         return False
-    image = tuple(inputs[0].shape)
-    return len(image) == 4 and image[-1] == 3 and tuple(outputs[0].shape[1:]) == (None, None, 3)
+    image = tuple(inputs[0].shape)  # an image, or a texture network's noise (3 per level)
+    return (len(image) == 4 and image[-1] is not None and image[-1] % 3 == 0
+            and tuple(outputs[0].shape[1:]) == (None, None, 3))

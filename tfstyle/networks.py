@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 # Each image's sides must divide by this for the output to have the input's size (two
@@ -80,6 +81,22 @@ class InstanceNormalization(keras.layers.Layer):
         return {**super().get_config(), "styles": self.styles}
 
 
+@keras.saving.register_keras_serializable(package="tfstyle")
+class ChannelSlice(keras.layers.Layer):
+    """Channels start..stop − 1 of its input (a layer, not a Lambda, so that a saved model
+    loads in Keras' safe mode)."""
+
+    def __init__(self, start: int, stop: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.start, self.stop = start, stop
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return inputs[..., self.start:self.stop]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
 def johnson_network(width: int = 32, residual_blocks: int = 5, styles: int = 1,
                     name: str = "johnson") -> keras.Model:
     """The transformation network: images [batch, H, W, 3] in [0, 1] (H and W multiples of
@@ -115,13 +132,66 @@ def johnson_network(width: int = 32, residual_blocks: int = 5, styles: int = 1,
     return keras.Model([image, mix] if mix is not None else image, out, name=name)
 
 
+def texture_network(width: int = 8, levels: int = 5, name: str = "texture") -> keras.Model:
+    """Ulyanov et al. 2016's multi-scale texture generator, with instance normalisation
+    (Ulyanov et al. 2017): noise [batch, H, W, 3·levels] (uniform in [0, 1]; H and W multiples
+    of 2^(levels − 1)) to a texture [batch, H, W, 3] in [0, 1]. Level k takes channels 3k..3k+2
+    averaged over 2^k × 2^k blocks (and rescaled to keep their spread), a coarser version of
+    the same noise; each level's features are upsampled and joined with the next finer one's,
+    so the coarse levels lay out the large structures and the fine ones the detail."""
+    noise = keras.Input((None, None, 3 * levels), name="noise")
+
+    def block(x: tf.Tensor, filters: int, label: str) -> tf.Tensor:
+        for number, size in enumerate((3, 3, 1), 1):
+            if size > 1:
+                x = ReflectionPadding2D(size // 2, name=f"{label}_pad{number}")(x)
+            x = keras.layers.Conv2D(filters, size, name=f"{label}_conv{number}")(x)
+            x = InstanceNormalization(name=f"{label}_norm{number}")(x)
+            x = keras.layers.LeakyReLU(0.01, name=f"{label}_relu{number}")(x)
+        return x
+
+    def level(k: int) -> tf.Tensor:
+        z = ChannelSlice(3 * k, 3 * k + 3, name=f"z{k}")(noise)
+        if k:
+            z = keras.layers.AveragePooling2D(2 ** k, name=f"z{k}_pool")(z)
+            z = keras.layers.Rescaling(2.0 ** k, offset=0.5 - 0.5 * 2.0 ** k, name=f"z{k}_spread")(z)
+        return block(z, width, f"level{k}")
+
+    x = level(levels - 1)
+    for k in range(levels - 2, -1, -1):
+        x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"up{k}")(x)
+        x = keras.layers.Concatenate(name=f"join{k}")([x, level(k)])
+        x = block(x, width * (levels - k), f"joined{k}")
+    x = keras.layers.Conv2D(3, 1, name="out_conv")(x)
+    out = keras.layers.Activation("sigmoid", dtype="float32", name="out")(x)
+    return keras.Model(noise, out, name=name)
+
+
+def texture_levels(network: keras.Model) -> int:
+    """A texture network's levels (0: not a texture network): its noise has 3 per level."""
+    channels = int(network.inputs[0].shape[-1])
+    return channels // 3 if channels != 3 and channels % 3 == 0 else 0
+
+
+def side_multiple(network: keras.Model) -> int:
+    """What the input's sides must divide by for the output to keep their size."""
+    levels = texture_levels(network)
+    return 2 ** (levels - 1) if levels else SIDE_MULTIPLE
+
+
+def texture_noise(batch: int, height: int, width: int, levels: int, seed: Any) -> np.ndarray:
+    """Uniform noise [batch, H, W, 3·levels] in [0, 1], the same for the same `seed`."""
+    return np.random.default_rng(seed).random((batch, height, width, 3 * levels), np.float32)
+
+
 def apply_network(network: keras.Model, images: tf.Tensor,
                   style_weights: Any = None) -> tf.Tensor:
-    """`network` on images [batch, H, W, 3] of any size: padded by reflection to multiples of
-    SIDE_MULTIPLE, and the output cut back to H×W."""
+    """`network` on images (or a texture network's noise) [batch, H, W, C] of any size: padded
+    by reflection to multiples of side_multiple, and the output cut back to H×W."""
     images = tf.convert_to_tensor(images, tf.float32)
     height, width = images.shape[1], images.shape[2]
-    pad_h, pad_w = -height % SIDE_MULTIPLE, -width % SIDE_MULTIPLE
+    multiple = side_multiple(network)
+    pad_h, pad_w = -height % multiple, -width % multiple
     padded = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="REFLECT")
     inputs = padded if style_weights is None else [
         padded, tf.broadcast_to(tf.convert_to_tensor(style_weights, tf.float32),

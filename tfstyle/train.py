@@ -25,7 +25,7 @@ from tfstyle.config import Config, make_config
 from tfstyle.errors import UserError, stop_on_sigterm, stopped_before_start
 from tfstyle.run import HELP_FLAGS, call_cli, fail, internal_error
 
-METHODS = ("johnson", "conditional")
+METHODS = ("johnson", "conditional", "texture")
 # The settings of a run's objective that also set a network's training objective.
 COST_SETTINGS = ("alpha", "beta", "tv_weight", "style_layers", "content_layers",
                  "style_layer_weight_exp", "normalize_costs", "style_scale", "weights",
@@ -44,7 +44,9 @@ class TrainConfig:
 
     method: str = _setting("johnson", "The network: 'johnson' (Johnson et al. 2016 with instance "
                            "normalisation) for one style, 'conditional' (Dumoulin et al. 2017: "
-                           "conditional instance normalisation) for several in one network.")
+                           "conditional instance normalisation) for several in one network, "
+                           "'texture' (Ulyanov et al. 2016: noise in, the style's texture out, "
+                           "no photos).")
     content_dir: str = _setting("", "A folder (or glob) of photos to train on.")
     style: str = _setting("", "The style image (a path or sample:NAME); with "
                           "--method=conditional, several, comma-separated.")
@@ -56,6 +58,8 @@ class TrainConfig:
     width: int = _setting(32, "Filters of the network's first layer (32 in the paper; 8 or 16 "
                           "train far faster on a CPU).")
     residual_blocks: int = _setting(5, "Residual blocks of the network (5 in the paper).")
+    levels: int = _setting(5, "Noise scales of a texture network, each half the one before (5 "
+                           "in the paper); --crop_size must divide by 2^(levels - 1).")
     held_out: int = _setting(2, "Photos of --content_dir kept out of training, shown in "
                              "TensorBoard.")
     checkpoint_every: int = _setting(200, "Steps between checkpoints.")
@@ -102,6 +106,12 @@ def validate(config: TrainConfig) -> None:
     if config.crop_size < 32 or config.crop_size % 4:
         raise UserError(f"--crop_size must be a multiple of 4 of at least 32 (VGG19's "
                         f"smallest input), not {config.crop_size}.")
+    if config.method == "texture" and not 1 <= config.levels <= 8:
+        raise UserError(f"--levels must be from 1 to 8, not {config.levels}.")
+    if config.method == "texture" and config.crop_size % 2 ** (config.levels - 1):
+        raise UserError(f"--crop_size={config.crop_size} does not divide by "
+                        f"2^(levels - 1) = {2 ** (config.levels - 1)}; a texture network of "
+                        f"--levels={config.levels} needs it to.")
     if not config.learning_rate > 0:
         raise UserError(f"--learning_rate must be positive, not {config.learning_rate}.")
 

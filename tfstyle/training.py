@@ -74,6 +74,15 @@ def photo_batches(paths: Sequence[str], crop: int, batch: int, seed: int,
         number += 1
 
 
+def noise_batches(config: "TrainConfig", start: int = 0) -> Iterator[np.ndarray]:
+    """A texture network's inputs, batch `start` onwards: each drawn from (seed, its number)."""
+    number = start
+    while True:
+        yield networks.texture_noise(config.batch_size, config.crop_size, config.crop_size,
+                                     config.levels, [config.seed, number])
+        number += 1
+
+
 class Trainer:
     """Adam on `network`'s weights against the objective of `config` (its content layers,
     style layers, α, β, TV) for crops of `crop` pixels in batches of `batch`, towards each of
@@ -85,7 +94,9 @@ class Trainer:
                  learning_rate: float = 1e-3) -> None:
         self.network = network
         self.conditional = len(network.inputs) == 2
-        placeholder = np.zeros((batch, crop, crop, 3), np.float32)  # retargeted every step
+        # A texture network sees noise and has no content to keep: the style costs alone.
+        self.texture = bool(networks.texture_levels(network))
+        placeholder = None if self.texture else np.zeros((batch, crop, crop, 3), np.float32)
         self.objectives = [Objective.of_images(config, extractor, placeholder, [style],
                                                (crop, crop)) for style in styles]
         self.optimizer = keras.optimizers.Adam(learning_rate)
@@ -93,9 +104,9 @@ class Trainer:
         # A Python int argument: one compiled step per style.
         self._compiled = tf.function(self._step, jit_compile=config.jit)
 
-    def step(self, photos: np.ndarray, style: int = 0) -> Costs:
-        """One step on a batch of photos towards style number `style`."""
-        return self._compiled(tf.constant(photos), style)
+    def step(self, inputs: np.ndarray, style: int = 0) -> Costs:
+        """One step on a batch of photos (or noise) towards style number `style`."""
+        return self._compiled(tf.constant(inputs), style)
 
     def outputs(self, photos: tf.Tensor, style: int) -> tf.Tensor:
         if not self.conditional:
@@ -105,7 +116,7 @@ class Trainer:
 
     def _step(self, photos: tf.Tensor, style: int) -> Costs:
         objective = self.objectives[style]
-        if not objective.retarget(photos, None):
+        if not objective.retarget(None if self.texture else photos, None):
             raise ValueError(f"The trainer is for batches of {objective.size}, not "
                              f"{photos.shape}.")
         with tf.GradientTape() as tape:
@@ -140,7 +151,12 @@ class Training:
 
 def _photos(config: "TrainConfig") -> tuple[list[str], list[str]]:
     """(training photos, held-out photos) of --content_dir: the first --held_out in name
-    order are held out."""
+    order are held out. A texture network has none."""
+    if config.method == "texture":
+        if config.content_dir:
+            raise UserError("--method=texture learns from the style alone, from noise; leave "
+                            "out --content_dir.")
+        return [], []
     if not config.content_dir:
         raise UserError("Say which photos to train on with --content_dir=DIR.")
     paths = jobs.find_inputs(config.content_dir)
@@ -209,7 +225,6 @@ class TrainingLog(monitor.TensorBoardLog):
             image_every=config.sample_every, run_name="train-resumed" if config.resume
             else "train")
         stage = schedule.Stage(1, (config.crop_size, config.crop_size), 0, config.steps)
-        self.held_out = held_out
         super().__init__(objective, [stage], f"VGG19 weights: {config.objective.weights}",
                          held_out if len(held_out) else None, styles)
 
@@ -243,8 +258,10 @@ def train(config: "TrainConfig") -> Training:
     directory = _prepare_model_dir(config)
     crop = config.crop_size
     keras.utils.set_random_seed(config.seed)
-    network = networks.johnson_network(config.width, config.residual_blocks,
-                                       len(styles) if config.method == "conditional" else 1)
+    network = (networks.texture_network(config.width, config.levels)
+               if config.method == "texture" else
+               networks.johnson_network(config.width, config.residual_blocks,
+                                        len(styles) if config.method == "conditional" else 1))
     extractor = api.extractor_for(config.objective)
     trainer = Trainer(config.objective, network, extractor, [Style(style) for style in styles],
                       crop, config.batch_size, config.learning_rate)
@@ -260,7 +277,11 @@ def train(config: "TrainConfig") -> Training:
     log = TrainingLog(config, held_out, styles)
     stages = [schedule.Stage(1, (crop, crop), 0, config.steps)]
     progress = None if config.quiet else monitor.Progress(stages)
-    batches = photo_batches(paths, crop, config.batch_size, config.seed, start=first)
+    if trainer.texture:
+        batches = noise_batches(config, start=first)
+        held_out = networks.texture_noise(2, crop, crop, config.levels, [config.seed, 2 ** 31])
+    else:
+        batches = photo_batches(paths, crop, config.batch_size, config.seed, start=first)
     start = time.perf_counter()
     costs: dict[str, float] = {}
     saved = first  # the step of the latest checkpoint
@@ -270,7 +291,7 @@ def train(config: "TrainConfig") -> Training:
         """The held-out photos through the network (in each style, if conditional)."""
         if not len(held_out):
             return np.zeros((1, crop, crop, 3), np.float32)
-        if not trainer.conditional:
+        if not trainer.conditional:  # (a texture network's held-out input is fixed noise)
             return networks.apply_network(network, held_out).numpy()
         return np.concatenate([networks.apply_network(network, held_out, np.eye(len(styles))[
             number]).numpy() for number in range(len(styles))])
