@@ -172,11 +172,48 @@ def test_a_texture_network_learns_a_style_from_noise_and_paints_any_size(tmp_pat
     assert "leave out --content_dir" in capsys.readouterr().err
 
 
+def test_a_failed_start_leaves_the_model_dir_usable_and_bad_photos_are_left_out(
+        photos, tmp_path, capsys, caplog):
+    model_dir = tmp_path / "model"
+    (photos / "photo0.png").write_bytes(b"not a png")  # the held-out photo
+    assert train(photos, model_dir) == 2
+    assert "photo0.png" in capsys.readouterr().err
+    assert not (model_dir / "train.json").exists()
+    save_png(make_content(48, 40), photos / "photo0.png")
+    (photos / "photo9.png").write_bytes(b"broken")  # drawn for training: left out
+    assert train(photos, model_dir) == 0
+    assert "Left out of training: 'photo9.png'" in caplog.text.replace(str(photos) + "/", "")
+    # More steps continue a finished run; as many or fewer are refused.
+    assert train(photos, model_dir, "--resume") == 2
+    assert "at step 4 already" in capsys.readouterr().err
+    assert train(photos, model_dir, "--resume", "--steps=6") == 0
+    assert json.loads((model_dir / "model.json").read_text())["steps_done"] == 6
+
+
+def test_model_runs_refuse_what_has_no_part_in_them(photos, tmp_path, capsys):
+    six = keras.Sequential([keras.Input((None, None, 6)), keras.layers.Conv2D(3, 1)])
+    six.save(tmp_path / "six.keras")
+    for flags, words, output in [
+            ([f"--model={tmp_path / 'six.keras'}", "--content=sample:tubingen"],
+             "not a tfstyle style network", tmp_path / "out.png"),
+            ([f"--model={tmp_path / 'missing'}", f"--content={photos}"],  # once, not per photo
+             "neither a model file nor a training directory", tmp_path / "out"),
+            ([f"--model={tmp_path / 'six.keras'}", "--content=sample:tubingen",
+              "--style=sample:starry_night"], "--style has no part in a run with --model",
+             tmp_path / "out.png")]:
+        assert run_cli(["tfstyle", *flags, f"--output={output}", "--quiet"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert words in error and len(error.splitlines()) == 1, error
+        assert not output.exists()
+
+
 @pytest.mark.parametrize("flags, words", [
     (["--method=adain"], "--method must be one of johnson"),
     (["--crop_size=30"], "--crop_size must be a multiple of 4"),
     (["--held_out=3"], "training needs more than the 3 --held_out"),
     (["--steps=0"], "--steps must be at least 1"),
+    (["--seed=-1"], "--seed must be 0 or more"),
+    (["--crop_size=100000"], "--crop_size=100000 is larger than 1024"),
     (["--alpha=-1"], "alpha"),
     (["--style_scale=0.5"], "use a larger --crop_size or --style_scale"),
 ])

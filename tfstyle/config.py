@@ -539,6 +539,10 @@ _VGG19_LAYER = re.compile(r"block[1-5]_conv[1-4]$")
 
 def validate(config: Config) -> None:
     """Refuse settings that cannot work, before any expensive work starts."""
+    if config.model and config.style:
+        raise UserError("--style has no part in a run with --model: the network paints the "
+                        "style(s) it was trained on (--style_weights mixes a conditional "
+                        "network's).")
     positive = ("steps", "learning_rate", "max_size", "log_every", "frame_steps",
                 "every_nth_frame")
     for name in positive:

@@ -145,5 +145,6 @@ def _is_style_network(network: Any) -> bool:
     if not isinstance(network, keras.Model) or len(outputs) != 1 or len(inputs) not in (1, 2):
         return False
     image = tuple(inputs[0].shape)  # an image, or a texture network's noise (3 per level)
-    return (len(image) == 4 and image[-1] is not None and image[-1] % 3 == 0
+    channels = 3 * (networks.texture_levels(network) or 1)
+    return (len(image) == 4 and image[-1] == channels
             and tuple(outputs[0].shape[1:]) == (None, None, 3))

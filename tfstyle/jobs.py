@@ -285,7 +285,10 @@ def check_folder_run(config: Config) -> None:
     for path in (*split_paths(config.style), *split_paths(config.style_masks),
                  *([] if config.init in INITS else [config.init])):
         images.load_image(path)  # a bad style would fail every image: say so once
-    if not config.style and not config.model:
+    if config.model:  # a bad model would fail every image: say so once
+        from tfstyle import fast
+        fast.load_model(config.model)
+    elif not config.style:
         raise UserError("A style image is needed (--style).")
 
 

@@ -168,9 +168,9 @@ def texture_network(width: int = 8, levels: int = 5, name: str = "texture") -> k
 
 
 def texture_levels(network: keras.Model) -> int:
-    """A texture network's levels (0: not a texture network): its noise has 3 per level."""
-    channels = int(network.inputs[0].shape[-1])
-    return channels // 3 if channels != 3 and channels % 3 == 0 else 0
+    """A texture network's levels (0: not a texture network): one ChannelSlice of its noise
+    per level."""
+    return sum(isinstance(layer, ChannelSlice) for layer in network.layers)
 
 
 def side_multiple(network: keras.Model) -> int:

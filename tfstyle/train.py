@@ -31,6 +31,7 @@ COST_SETTINGS = ("alpha", "beta", "tv_weight", "style_layers", "content_layers",
                  "style_layer_weight_exp", "normalize_costs", "style_scale", "weights",
                  "preprocess", "pooling", "precision", "jit")
 MODEL_FILE = "model.keras"
+MAX_CROP = 1024
 SETTINGS_FILE = "train.json"
 
 
@@ -101,6 +102,11 @@ def validate(config: TrainConfig) -> None:
                  "sample_every"):
         if getattr(config, name) < 1:
             raise UserError(f"--{name} must be at least 1, not {getattr(config, name)}.")
+    if config.seed < 0:
+        raise UserError(f"--seed must be 0 or more, not {config.seed}.")
+    if config.crop_size > MAX_CROP:
+        raise UserError(f"--crop_size={config.crop_size} is larger than {MAX_CROP}; the "
+                        "network learns from crops, not whole photos.")
     if config.residual_blocks < 0 or config.held_out < 0:
         raise UserError("--residual_blocks and --held_out cannot be negative.")
     if config.crop_size < 32 or config.crop_size % 4:

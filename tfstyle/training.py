@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from PIL import Image
 
 from tfstyle import api, images, jobs, monitor, networks, schedule
@@ -57,6 +58,7 @@ def photo_batches(paths: Sequence[str], crop: int, batch: int, seed: int,
     batches, and `start` skips that many batches (a resumed run sees what it would have)."""
     rng = np.random.default_rng(seed)
     order: list[int] = []
+    unreadable: set[str] = set()
     number = 0
     while True:
         crops = []
@@ -64,11 +66,20 @@ def photo_batches(paths: Sequence[str], crop: int, batch: int, seed: int,
             if not order:
                 order = list(rng.permutation(len(paths)))
             path = paths[order.pop()]
+            if path in unreadable:
+                continue
             crop_rng = np.random.default_rng([seed, number, len(crops)])
-            if number >= start:
-                crops.append(random_crop(images.load_image(path), crop, crop_rng))
-            else:
+            if number < start:
                 crops.append(None)
+                continue
+            try:
+                crops.append(random_crop(images.load_image(path), crop, crop_rng))
+            except UserError as error:  # one bad photo of thousands should not stop a run
+                unreadable.add(path)
+                logging.warning("Left out of training: %s", error)
+                if len(unreadable) == len(paths):
+                    raise UserError("None of the photos can be read; the last: "
+                                    f"{error}") from None
         if number >= start:
             yield np.stack(crops)
         number += 1
@@ -166,40 +177,60 @@ def _photos(config: "TrainConfig") -> tuple[list[str], list[str]]:
     return paths[config.held_out:], paths[:config.held_out]
 
 
-def _prepare_model_dir(config: "TrainConfig") -> Path:
+def _has_checkpoint(directory: Path) -> bool:
+    return (directory / "checkpoints" / "checkpoint").is_file()
+
+
+def _check_model_dir(config: "TrainConfig") -> Path:
+    """--model_dir, checked before any work: refused when it holds another run's work (a
+    folder that holds only the settings of a run that never reached a checkpoint holds none,
+    and is started afresh), or with --resume when it has no checkpoint of this run."""
     if not config.model_dir:
         raise UserError("Say where the trained network goes with --model_dir=DIR.")
     directory = Path(config.model_dir)
-    settings = directory / "train.json"
     if directory.exists() and not directory.is_dir():
         raise UserError(f"--model_dir '{directory}' is a file, not a directory.")
     if config.resume:
-        if not (directory / "checkpoints" / "checkpoint").is_file():
-            raise UserError(f"--model_dir '{directory}' has no training checkpoint to resume.")
+        if not _has_checkpoint(directory):
+            raise UserError(f"--model_dir '{directory}' has no training checkpoint to resume; "
+                            "run without --resume to start.")
         try:
-            earlier = json.loads(settings.read_text())
+            earlier = json.loads((directory / "train.json").read_text())
         except (OSError, ValueError):
             earlier = None
-        if earlier != _settings(config):
+        if not isinstance(earlier, dict) or {**earlier, "steps": None} != {
+                **_settings(config), "steps": None}:
             raise UserError(f"--model_dir '{directory}' holds a training run with other "
-                            "settings; --resume continues only the same run.")
-    elif directory.is_dir() and any(directory.iterdir()):
+                            "settings; --resume continues only the same run (with as many "
+                            "--steps or more).")
+    elif directory.is_dir() and (_has_checkpoint(directory) or any(
+            path.name not in ("train.json", "checkpoints", "logs")
+            for path in directory.iterdir())):
         raise UserError(f"--model_dir '{directory}' is not empty; choose another, or pass "
                         "--resume to continue the training run in it.")
-    try:
-        (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
-        settings.write_text(json.dumps(_settings(config), indent=2))
-    except OSError as error:
-        raise UserError(f"Cannot write to --model_dir '{directory}' "
-                        f"({error.strerror or error}).") from None
     return directory
 
 
+def _write_settings(config: "TrainConfig", directory: Path) -> None:
+    try:
+        (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (directory / "train.json").write_text(json.dumps(_settings(config), indent=2))
+    except OSError as error:
+        raise UserError(f"Cannot write to --model_dir '{directory}' "
+                        f"({error.strerror or error}).") from None
+
+
 def _settings(config: "TrainConfig") -> dict:
-    """What a resumed run must share: every setting but --resume, --quiet and the logging."""
+    """What a resumed run must share: every setting but --resume, --quiet and the logging,
+    the paths as absolute ones, and only the settings of its method's network."""
     values = config.to_dict()
-    for name in ("resume", "quiet", "log_every", "sample_every", "checkpoint_every"):
+    for name in ("resume", "quiet", "log_every", "sample_every", "checkpoint_every",
+                 "levels" if config.method != "texture" else "residual_blocks"):
         values.pop(name)
+    values["content_dir"] = os.path.abspath(config.content_dir) if config.content_dir else ""
+    values["style"] = ",".join(name if name.startswith("sample:") else os.path.abspath(name)
+                               for name in split_paths(config.style))
+    values["model_dir"] = os.path.abspath(config.model_dir)
     return json.loads(json.dumps(values))
 
 
@@ -255,7 +286,7 @@ def train(config: "TrainConfig") -> Training:
     """Train `config.method`'s network; see tfstyle/train.py."""
     paths, held_out_paths = _photos(config)
     styles = _style_arrays(config)
-    directory = _prepare_model_dir(config)
+    directory = _check_model_dir(config)
     crop = config.crop_size
     keras.utils.set_random_seed(config.seed)
     network = (networks.texture_network(config.width, config.levels)
@@ -271,6 +302,9 @@ def train(config: "TrainConfig") -> Training:
     if config.resume:
         checkpoint.restore(manager.latest_checkpoint).expect_partial()
     first = int(step.numpy())
+    if first >= config.steps:
+        raise UserError(f"The run in '{directory}' is at step {first} already; resume with "
+                        f"more --steps than that to train it further.")
     held_out = (np.stack([images.to_array(images.load_image(path), (crop, crop))
                           for path in held_out_paths]) if held_out_paths
                 else np.zeros((0, crop, crop, 3), np.float32))
@@ -282,6 +316,7 @@ def train(config: "TrainConfig") -> Training:
         held_out = networks.texture_noise(2, crop, crop, config.levels, [config.seed, 2 ** 31])
     else:
         batches = photo_batches(paths, crop, config.batch_size, config.seed, start=first)
+    _write_settings(config, directory)
     start = time.perf_counter()
     costs: dict[str, float] = {}
     saved = first  # the step of the latest checkpoint
@@ -308,9 +343,10 @@ def train(config: "TrainConfig") -> Training:
                 if progress:
                     progress(iterate)
                 if not np.isfinite(costs["total"]):
+                    kept = (f"the checkpoint of step {saved} is kept" if saved else
+                            "no checkpoint had been written")
                     raise UserError(f"The training cost became {costs['total']} at step "
-                                    f"{number}; a lower --learning_rate may help. The last "
-                                    "checkpoint is kept.")
+                                    f"{number}; a lower --learning_rate may help ({kept}).")
                 if number % config.checkpoint_every == 0 or stop.signal_name:
                     manager.save(checkpoint_number=number)
                     saved = number
