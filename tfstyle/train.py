@@ -30,9 +30,7 @@ METHODS = ("johnson", "conditional", "texture")
 COST_SETTINGS = ("alpha", "beta", "tv_weight", "style_layers", "content_layers",
                  "style_layer_weight_exp", "normalize_costs", "style_scale", "weights",
                  "preprocess", "pooling", "precision", "jit")
-MODEL_FILE = "model.keras"
 MAX_CROP = 1024
-SETTINGS_FILE = "train.json"
 
 
 def _setting(default: Any, help: str) -> Any:

@@ -18,7 +18,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -26,13 +26,15 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from tfstyle import api, images, jobs, monitor, networks, schedule
+from tfstyle import api, fast, images, jobs, monitor, networks, schedule
 from tfstyle.config import Config, split_paths
 from tfstyle.errors import UserError
 from tfstyle.features import FeatureExtractor
 from tfstyle.loop import Iterate, StopRequests
 from tfstyle.objective import Costs, Objective
 from tfstyle.style import Style
+
+SETTINGS_FILE = "train.json"  # what a resumed run must share
 
 if TYPE_CHECKING:
     from tfstyle.train import TrainConfig
@@ -142,11 +144,10 @@ class Trainer:
 
 
 def costs_of(config: Config, network: keras.Model, extractor: FeatureExtractor,
-             styles: Sequence[Style], photos: np.ndarray,
-             objective: Optional[Objective] = None) -> dict[str, float]:
+             styles: Sequence[Style], photos: np.ndarray) -> dict[str, float]:
     """The objective's costs of the network's output for `photos` (no training)."""
     size = (photos.shape[2], photos.shape[1])
-    objective = objective or Objective.of_images(config, extractor, photos, styles, size)
+    objective = Objective.of_images(config, extractor, photos, styles, size)
     return {name: float(value) for name, value in
             objective.costs(network(photos, training=False)).items()}
 
@@ -195,7 +196,7 @@ def _check_model_dir(config: "TrainConfig") -> Path:
             raise UserError(f"--model_dir '{directory}' has no training checkpoint to resume; "
                             "run without --resume to start.")
         try:
-            earlier = json.loads((directory / "train.json").read_text())
+            earlier = json.loads((directory / SETTINGS_FILE).read_text())
         except (OSError, ValueError):
             earlier = None
         if not isinstance(earlier, dict) or {**earlier, "steps": None} != {
@@ -204,7 +205,7 @@ def _check_model_dir(config: "TrainConfig") -> Path:
                             "settings; --resume continues only the same run (with as many "
                             "--steps or more).")
     elif directory.is_dir() and (_has_checkpoint(directory) or any(
-            path.name not in ("train.json", "checkpoints", "logs")
+            path.name not in (SETTINGS_FILE, "checkpoints", "logs")
             for path in directory.iterdir())):
         raise UserError(f"--model_dir '{directory}' is not empty; choose another, or pass "
                         "--resume to continue the training run in it.")
@@ -214,7 +215,7 @@ def _check_model_dir(config: "TrainConfig") -> Path:
 def _write_settings(config: "TrainConfig", directory: Path) -> None:
     try:
         (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (directory / "train.json").write_text(json.dumps(_settings(config), indent=2))
+        (directory / SETTINGS_FILE).write_text(json.dumps(_settings(config), indent=2))
     except OSError as error:
         raise UserError(f"Cannot write to --model_dir '{directory}' "
                         f"({error.strerror or error}).") from None
@@ -361,7 +362,7 @@ def train(config: "TrainConfig") -> Training:
     done = int(step.numpy())
     if done != saved:
         manager.save(checkpoint_number=done)
-    model = directory / "model.keras"
+    model = directory / fast.MODEL_FILE
     seconds = time.perf_counter() - start
     _save_model(network, model)
     _save_record(config, model, done, seconds, paths, held_out_paths, costs)
