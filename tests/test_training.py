@@ -193,14 +193,17 @@ def test_a_failed_start_leaves_the_model_dir_usable_and_bad_photos_are_left_out(
 def test_model_runs_refuse_what_has_no_part_in_them(photos, tmp_path, capsys):
     six = keras.Sequential([keras.Input((None, None, 6)), keras.layers.Conv2D(3, 1)])
     six.save(tmp_path / "six.keras")
+    johnson = tmp_path / "johnson.keras"
+    training.networks.johnson_network(4, 1).save(johnson)
     for flags, words, output in [
             ([f"--model={tmp_path / 'six.keras'}", "--content=sample:tubingen"],
              "not a tfstyle style network", tmp_path / "out.png"),
             ([f"--model={tmp_path / 'missing'}", f"--content={photos}"],  # once, not per photo
              "neither a model file nor a training directory", tmp_path / "out"),
-            ([f"--model={tmp_path / 'six.keras'}", "--content=sample:tubingen",
-              "--style=sample:starry_night"], "--style has no part in a run with --model",
-             tmp_path / "out.png")]:
+            ([f"--model={johnson}", "--content=sample:tubingen", "--style=sample:starry_night"],
+             "--style has no part in a run with this --model", tmp_path / "out.png"),
+            ([f"--model={johnson}", f"--content={photos}", "--style=sample:starry_night"],
+             "--style has no part in a run with this --model", tmp_path / "out")]:
         assert run_cli(["tfstyle", *flags, f"--output={output}", "--quiet"]) == 2
         error = capsys.readouterr().err.strip()
         assert words in error and len(error.splitlines()) == 1, error
@@ -208,7 +211,7 @@ def test_model_runs_refuse_what_has_no_part_in_them(photos, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, words", [
-    (["--method=adain"], "--method must be one of johnson"),
+    (["--method=gatys"], "--method must be one of johnson"),
     (["--crop_size=30"], "--crop_size must be a multiple of 4"),
     (["--held_out=3"], "training needs more than the 3 --held_out"),
     (["--steps=0"], "--steps must be at least 1"),

@@ -340,7 +340,7 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
     records = [config.replace(output=path, content=str(item) if named else config.content)
                for item, path in zip(content or [""], outputs)]
     if config.model:
-        return run_model(config, content, outputs, records)
+        return run_model(config, content, styles, outputs, records)
     if config.logdir:
         monitor.prepare_logdir(config.logdir)
     inputs = load_inputs(config, content, styles)
@@ -425,14 +425,16 @@ def run_config(config: Config, content: Optional[Sequence[ImageLike]] = None,
     return result
 
 
-def run_model(config: Config, content: Sequence[ImageLike], outputs: Sequence[str],
-              records: Sequence[Config]) -> Result:
+def run_model(config: Config, content: Sequence[ImageLike], styles: Sequence[ImageLike],
+              outputs: Sequence[str], records: Sequence[Config]) -> Result:
     """run_config with --model: the content images (resized as a batch is) through the trained
-    network in one pass, or a texture network's texture (--image_size, else --max_size a side,
-    from the noise of --seed), each written to its output."""
+    network in one pass (an AdaIN network's in `styles`, at the strength --alpha), or a texture
+    network's texture (--image_size, else --max_size a side, from the noise of --seed), each
+    written to its output."""
     from tfstyle import fast
     start = time.perf_counter()
     model = fast.load_model(config.model)
+    model.check_run(len(styles), config.style_weights, config.alpha)
     if model.levels:
         if content:
             raise UserError(f"'{config.model}' is a texture network: it takes no --content.")
@@ -442,14 +444,17 @@ def run_model(config: Config, content: Sequence[ImageLike], outputs: Sequence[st
     else:
         if not content:
             raise UserError("--model stylises content images: give one with --content.")
-        pictures = [images.load_image(item) for item in content]
-        if not config.image_size:
+        inputs = (load_inputs(config, content, styles) if model.arbitrary else
+                  Inputs([images.load_image(item) for item in content], [], [], []))
+        pictures = inputs.content
+        if not config.image_size and not model.arbitrary:  # (load_inputs checks its own)
             check_aspect_ratios(content, pictures, "content image")
         size = images.fit_size(pictures[0].size, config.max_size, config.image_size)
         check_memory(config.replace(optimizer="adam"), size, len(pictures))
-        batch = np.stack([images.to_array(picture, size) for picture in pictures])
+        batch, painted = arrays_at(config, inputs, size)
         result = colors.finisher(config.preserve_colors, pictures)(
-            model.stylise(batch, config.style_weights))
+            model.paint(batch, painted, config.alpha, config) if model.arbitrary
+            else model.stylise(batch, config.style_weights))
     for image, path, record in zip(result, outputs, records):
         problem = write_output(image, path, record, 0, config.overwrite)
         if problem:

@@ -69,8 +69,10 @@ class Config:
                               "content image's aspect: each style paints only where its mask is "
                               "white (grey blends).", objective=True, absent="")
     model: str = _field("", "A network trained by `python -m tfstyle.train` (its model.keras, "
-                        "or the --model_dir): each content image is stylised in one pass through "
-                        "it instead of being optimised, and --style is not needed.",
+                        "or the --model_dir, or sample:NAME): each content image is stylised in "
+                        "one pass through it instead of being optimised, and --style is not "
+                        "needed, except by an AdaIN network, which paints any --style (at the "
+                        "strength --alpha, from 0 to 1).",
                         objective=True, absent="")
     output: str = _field("", "Where to write the result image (PNG or JPEG); with several content "
                          "images, --output=out.png writes out-<content file name>.png for each "
@@ -539,10 +541,6 @@ _VGG19_LAYER = re.compile(r"block[1-5]_conv[1-4]$")
 
 def validate(config: Config) -> None:
     """Refuse settings that cannot work, before any expensive work starts."""
-    if config.model and config.style:
-        raise UserError("--style has no part in a run with --model: the network paints the "
-                        "style(s) it was trained on (--style_weights mixes a conditional "
-                        "network's).")
     positive = ("steps", "learning_rate", "max_size", "log_every", "frame_steps",
                 "every_nth_frame")
     for name in positive:

@@ -19,6 +19,8 @@ from typing import Sequence, Union
 import tensorflow as tf
 
 TensorLike = Union[tf.Tensor, tf.Variable, float, int]
+# Keeps σ and its gradient finite where a channel is constant (ReLU zeros, flat regions).
+MOMENT_EPSILON = 1e-5
 
 
 def _dims(features: tf.Tensor) -> list:
@@ -106,6 +108,34 @@ def style_cost(style_grams: Sequence[TensorLike], generated_features: Sequence[T
                layer_weights: Sequence[TensorLike]) -> tf.Tensor:
     """J_style = Σ_l λ_l · J_style^[l] -> [batch]; arguments as for weighted_style_costs()."""
     return tf.add_n(weighted_style_costs(style_grams, generated_features, layer_weights))
+
+
+def channel_moments(features: TensorLike, region: TensorLike = None
+                    ) -> tuple[tf.Tensor, tf.Tensor]:
+    """(μ, σ) of each channel over the positions of activations [batch, n_H, n_W, n_C] ->
+    two [batch, n_C]: μ = Σ m·a / Σ m, σ = √(Σ m·(a − μ)² / Σ m + ε), the positions weighted by
+    `region` [1 or batch, n_H, n_W, 1] (None: all equally; an empty region gives μ = 0)."""
+    features = tf.cast(features, tf.float32)
+    if region is None:
+        region = tf.ones_like(features[..., :1])
+    region = tf.cast(region, tf.float32)
+    area = tf.reduce_sum(region * tf.ones_like(features[..., :1]), axis=[1, 2])
+    mean = tf.math.divide_no_nan(tf.reduce_sum(region * features, axis=[1, 2]), area)
+    variance = tf.math.divide_no_nan(
+        tf.reduce_sum(region * tf.square(features - mean[:, None, None, :]), axis=[1, 2]), area)
+    return mean, tf.sqrt(variance + MOMENT_EPSILON)
+
+
+def moment_style_cost(style_moments: tuple[TensorLike, TensorLike],
+                      generated_features: TensorLike) -> tf.Tensor:
+    """J_moments^[l] = (Σ_c (μ_S − μ_G)² + Σ_c (σ_S − σ_G)²) / n_C per generated image ->
+    [batch] (Huang & Belongie 2017): the style as each channel's mean and spread alone, from
+    the style image's channel_moments [1 or batch, n_C] at layer l."""
+    style_mean, style_std = (tf.cast(value, tf.float32) for value in style_moments)
+    mean, std = channel_moments(generated_features)
+    squared = (tf.reduce_sum(tf.square(style_mean - mean), axis=-1)
+               + tf.reduce_sum(tf.square(style_std - std), axis=-1))
+    return squared / tf.cast(tf.shape(mean)[-1], tf.float32)
 
 
 def total_cost(content: TensorLike, style: TensorLike, alpha: TensorLike,

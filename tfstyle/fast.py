@@ -11,10 +11,11 @@ import keras
 import numpy as np
 from PIL import Image
 
-from tfstyle import images, networks
+from tfstyle import adain, api, images, networks
+from tfstyle.config import Config, make_config
 from tfstyle.errors import UserError
 from tfstyle.images import ImageLike
-from tfstyle.style import blend_weights
+from tfstyle.style import Style, blend_weights
 
 MODEL_FILE = "model.keras"
 
@@ -22,13 +23,15 @@ MODEL_FILE = "model.keras"
 class FastModel:
     """A trained network as a callable: model(image) is the image (a path, 'sample:NAME', a
     PIL image or an array) stylised, as a PIL image at `max_size` on its longest side (0: its
-    own size); a texture network's model.texture(size) is a texture of any size."""
+    own size); a texture network's model.texture(size) is a texture of any size; an AdaIN
+    decoder's model(image, style=...) paints in any style."""
 
     def __init__(self, network: keras.Model, path: str) -> None:
         self.network = network
         self.path = path
         self.styles = int(network.inputs[1].shape[-1]) if len(network.inputs) == 2 else 1
         self.levels = networks.texture_levels(network)  # 0: it paints photos
+        self.arbitrary = adain.is_decoder(network)  # any style, given at run time (AdaIN)
         # How it was trained: the record tfstyle.train writes beside the model, if any.
         try:
             self.settings = json.loads(Path(path).with_suffix(".json").read_text())
@@ -36,14 +39,52 @@ class FastModel:
             self.settings = {}
 
     def __call__(self, image: ImageLike, max_size: int = 0,
-                 style_weights: Optional[Sequence[float]] = None) -> Image.Image:
+                 style_weights: Optional[Sequence[float]] = None,
+                 style: Union[None, ImageLike, Sequence[ImageLike]] = None, alpha: float = 1.0
+                 ) -> Image.Image:
+        """`image` stylised; an AdaIN network takes the `style` image(s) (blended by
+        `style_weights`) at the strength `alpha` from 0 (the photo) to 1."""
         if self.levels:
             raise UserError(f"'{self.path}' is a texture network: it takes no image; call "
                             "its texture((width, height)).")
         picture = images.load_image(image)
         size = images.fit_size(picture.size, max_size) if max_size else picture.size
-        return images.to_pil(self.stylise(images.to_array(picture, size)[None],
-                                          style_weights)[0])
+        styles = [] if style is None else api.names(style)
+        self.check_run(len(styles), style_weights or (), alpha)
+        if not self.arbitrary:
+            return images.to_pil(self.stylise(images.to_array(picture, size)[None],
+                                              style_weights)[0])
+        config = make_config(style_weights=tuple(style_weights or ()))
+        batch, painted = api.arrays_at(config, api.load_inputs(config, [picture], styles), size)
+        return images.to_pil(self.paint(batch, painted, alpha)[0])
+
+    def check_run(self, count: int, style_weights: Sequence[float] = (), alpha: float = 1.0
+                  ) -> None:
+        """Refuse `count` style images given to a network that has its own, or none given to
+        an AdaIN network, and for AdaIN style weights of another count or an `alpha` outside
+        [0, 1]."""
+        if self.arbitrary and style_weights and len(style_weights) != count:
+            raise UserError(f"--style_weights has {len(style_weights)} weight(s) for {count} "
+                            "style image(s); give one per style image.")
+        if self.arbitrary and not 0 <= alpha <= 1:
+            raise UserError(f"With an AdaIN --model, --alpha is the style's strength, from 0 "
+                            f"(the photo) to 1 (all style); not {alpha:g}.")
+        if self.arbitrary and not count:
+            raise UserError(f"'{self.path}' is an AdaIN network: it paints any style, so give "
+                            "one with --style.")
+        if count and not self.arbitrary:
+            raise UserError("--style has no part in a run with this --model: the network paints "
+                            "the style(s) it was trained on (--style_weights mixes a "
+                            "conditional network's).")
+
+    def paint(self, batch: np.ndarray, styles: Sequence[Style], alpha: float = 1.0,
+              config: Optional[Config] = None) -> np.ndarray:
+        """An AdaIN network's pictures of photos [batch, H, W, 3] in `styles` (each style
+        image [1 or batch, h, w, 3] in [0, 1], weight, region [H, W]) at the strength
+        `alpha`; VGG19 from `config`'s --weights (default: auto)."""
+        self.check_run(len(styles), alpha=alpha)
+        encoder = adain.encoder(config or make_config())
+        return adain.stylise(self.network, encoder, batch, styles, alpha)
 
     def texture(self, size: tuple[int, int], seed: int = 0) -> Image.Image:
         """A texture network's texture of `size` = (W, H), from the noise of `seed`."""
@@ -77,6 +118,9 @@ class FastModel:
                 ) -> np.ndarray:
         """Images [batch, H, W, 3] in [0, 1] stylised, same shape; `style_weights` mix the
         styles of a conditional network (see mix)."""
+        if self.arbitrary:
+            raise UserError(f"'{self.path}' is an AdaIN network: it needs style images "
+                            "(paint).")
         mix = self.mix(style_weights or ())
         return networks.apply_network(self.network, batch, mix).numpy()
 
@@ -146,5 +190,5 @@ def _is_style_network(network: Any) -> bool:
         return False
     image = tuple(inputs[0].shape)  # an image, or a texture network's noise (3 per level)
     channels = 3 * (networks.texture_levels(network) or 1)
-    return (len(image) == 4 and image[-1] == channels
+    return ((len(image) == 4 and image[-1] == channels or adain.is_decoder(network))
             and tuple(outputs[0].shape[1:]) == (None, None, 3))

@@ -287,7 +287,8 @@ def check_folder_run(config: Config) -> None:
         images.load_image(path)  # a bad style would fail every image: say so once
     if config.model:  # a bad model would fail every image: say so once
         from tfstyle import fast
-        fast.load_model(config.model)
+        fast.load_model(config.model).check_run(len(split_paths(config.style)),
+                                                config.style_weights, config.alpha)
     elif not config.style:
         raise UserError("A style image is needed (--style).")
 

@@ -184,15 +184,22 @@ def texture_noise(batch: int, height: int, width: int, levels: int, seed: Any) -
     return np.random.default_rng(seed).random((batch, height, width, 3 * levels), np.float32)
 
 
+def pad_to_multiple(images: tf.Tensor, multiple: int) -> tf.Tensor:
+    """Images [batch, H, W, C] padded at the bottom and right by reflection to sides that are
+    multiples of `multiple`."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    height, width = images.shape[1], images.shape[2]
+    return tf.pad(images, [[0, 0], [0, -height % multiple], [0, -width % multiple], [0, 0]],
+                  mode="REFLECT")
+
+
 def apply_network(network: keras.Model, images: tf.Tensor,
                   style_weights: Any = None) -> tf.Tensor:
     """`network` on images (or a texture network's noise) [batch, H, W, C] of any size: padded
     by reflection to multiples of side_multiple, and the output cut back to H×W."""
     images = tf.convert_to_tensor(images, tf.float32)
     height, width = images.shape[1], images.shape[2]
-    multiple = side_multiple(network)
-    pad_h, pad_w = -height % multiple, -width % multiple
-    padded = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="REFLECT")
+    padded = pad_to_multiple(images, side_multiple(network))
     inputs = padded if style_weights is None else [
         padded, tf.broadcast_to(tf.convert_to_tensor(style_weights, tf.float32),
                                 [images.shape[0], len(style_weights)])]

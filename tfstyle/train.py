@@ -25,7 +25,7 @@ from tfstyle.config import Config, make_config
 from tfstyle.errors import UserError, stop_on_sigterm, stopped_before_start
 from tfstyle.run import HELP_FLAGS, call_cli, fail, internal_error
 
-METHODS = ("johnson", "conditional", "texture")
+METHODS = ("johnson", "conditional", "texture", "adain")
 # The settings of a run's objective that also set a network's training objective.
 COST_SETTINGS = ("alpha", "beta", "tv_weight", "style_layers", "content_layers",
                  "style_layer_weight_exp", "normalize_costs", "style_scale", "weights",
@@ -45,22 +45,26 @@ class TrainConfig:
                            "normalisation) for one style, 'conditional' (Dumoulin et al. 2017: "
                            "conditional instance normalisation) for several in one network, "
                            "'texture' (Ulyanov et al. 2016: noise in, the style's texture out, "
-                           "no photos).")
+                           "no photos), 'adain' (Huang & Belongie 2017: a decoder of VGG19's "
+                           "block4_conv1 that paints any style given at run time, trained on "
+                           "a folder of paintings).")
     content_dir: str = _setting("", "A folder (or glob) of photos to train on.")
     style: str = _setting("", "The style image (a path or sample:NAME); with "
-                          "--method=conditional, several, comma-separated.")
+                          "--method=conditional, several, comma-separated; with "
+                          "--method=adain, a folder (or glob) of paintings.")
     model_dir: str = _setting("", "Where the checkpoints, logs and the trained model go.")
     steps: int = _setting(2000, "Training steps (batches).")
     batch_size: int = _setting(4, "Photos per step.")
     crop_size: int = _setting(256, "Side of the square crops the network trains on.")
     learning_rate: float = _setting(1e-3, "Adam's learning rate.")
     width: int = _setting(32, "Filters of the network's first layer (32 in the paper; 8 or 16 "
-                          "train far faster on a CPU).")
+                          "train far faster on a CPU); of an AdaIN decoder's last (64 in the "
+                          "paper).")
     residual_blocks: int = _setting(5, "Residual blocks of the network (5 in the paper).")
     levels: int = _setting(5, "Noise scales of a texture network, each half the one before (5 "
                            "in the paper); --crop_size must divide by 2^(levels - 1).")
     held_out: int = _setting(2, "Photos of --content_dir kept out of training, shown in "
-                             "TensorBoard.")
+                             "TensorBoard (with --method=adain, as many paintings too).")
     checkpoint_every: int = _setting(200, "Steps between checkpoints.")
     log_every: int = _setting(10, "Steps between cost scalars in TensorBoard.")
     sample_every: int = _setting(100, "Steps between the held-out photos' outputs in "
@@ -107,8 +111,9 @@ def validate(config: TrainConfig) -> None:
                         "network learns from crops, not whole photos.")
     if config.residual_blocks < 0 or config.held_out < 0:
         raise UserError("--residual_blocks and --held_out cannot be negative.")
-    if config.crop_size < 32 or config.crop_size % 4:
-        raise UserError(f"--crop_size must be a multiple of 4 of at least 32 (VGG19's "
+    multiple = 8 if config.method == "adain" else 4  # the sides the network paints
+    if config.crop_size < 32 or config.crop_size % multiple:
+        raise UserError(f"--crop_size must be a multiple of {multiple} of at least 32 (VGG19's "
                         f"smallest input), not {config.crop_size}.")
     if config.method == "texture" and not 1 <= config.levels <= 8:
         raise UserError(f"--levels must be from 1 to 8, not {config.levels}.")

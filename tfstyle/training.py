@@ -26,8 +26,9 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from tfstyle import api, fast, images, jobs, monitor, networks, schedule
+from tfstyle import adain, api, fast, images, jobs, monitor, networks, schedule
 from tfstyle.config import Config, split_paths
+from tfstyle.costs import channel_moments
 from tfstyle.errors import UserError
 from tfstyle.features import FeatureExtractor
 from tfstyle.loop import Iterate, StopRequests
@@ -96,26 +97,47 @@ def noise_batches(config: "TrainConfig", start: int = 0) -> Iterator[np.ndarray]
         number += 1
 
 
-class Trainer:
+class Descent:
+    """Adam on a network's trainable weights, one compiled step (`_step`) at a time."""
+
+    conditional = texture = False
+
+    def __init__(self, config: Config, network: keras.Model, learning_rate: float) -> None:
+        self.network = network
+        self.optimizer = keras.optimizers.Adam(learning_rate)
+        self.optimizer.build(network.trainable_variables)
+        self._compiled = tf.function(self._step, jit_compile=config.jit)
+
+    def _step(self, *inputs: tf.Tensor) -> Costs:
+        raise NotImplementedError
+
+    def descend(self, tape: tf.GradientTape, costs: Costs) -> Costs:
+        """One Adam step down the gradient of costs['total'] (taken on `tape`)."""
+        variables = self.network.trainable_variables
+        gradients = tape.gradient(costs["total"], variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        return costs
+
+    def trackables(self) -> dict[str, object]:
+        return {"network": self.network, "optimizer": self.optimizer}
+
+
+class Trainer(Descent):
     """Adam on `network`'s weights against the objective of `config` (its content layers,
     style layers, α, β, TV) for crops of `crop` pixels in batches of `batch`, towards each of
     `styles`: one style per batch (Dumoulin et al.), the network told which by a one-hot mix
-    when it is conditional."""
+    when it is conditional. (A Python int style: one compiled step per style.)"""
 
     def __init__(self, config: Config, network: keras.Model, extractor: FeatureExtractor,
                  styles: Sequence[Style], crop: int, batch: int,
                  learning_rate: float = 1e-3) -> None:
-        self.network = network
+        super().__init__(config, network, learning_rate)
         self.conditional = len(network.inputs) == 2
         # A texture network sees noise and has no content to keep: the style costs alone.
         self.texture = bool(networks.texture_levels(network))
         placeholder = None if self.texture else np.zeros((batch, crop, crop, 3), np.float32)
         self.objectives = [Objective.of_images(config, extractor, placeholder, [style],
                                                (crop, crop)) for style in styles]
-        self.optimizer = keras.optimizers.Adam(learning_rate)
-        self.optimizer.build(network.trainable_variables)
-        # A Python int argument: one compiled step per style.
-        self._compiled = tf.function(self._step, jit_compile=config.jit)
 
     def step(self, inputs: np.ndarray, style: int = 0) -> Costs:
         """One step on a batch of photos (or noise) towards style number `style`."""
@@ -134,13 +156,38 @@ class Trainer:
                              f"{photos.shape}.")
         with tf.GradientTape() as tape:
             costs = objective.costs(self.outputs(photos, style))
-        variables = self.network.trainable_variables
-        gradients = tape.gradient(costs["total"], variables)
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        return costs
+        return self.descend(tape, costs)
 
-    def trackables(self) -> dict[str, object]:
-        return {"network": self.network, "optimizer": self.optimizer}
+
+class AdaINTrainer(Descent):
+    """Adam on an AdaIN decoder's weights (adain.py). Each step encodes a batch of photos and
+    one of style images (photo i with style image i), decodes their AdaIN targets and scores
+    the pictures by adain.training_costs."""
+
+    def __init__(self, config: Config, network: keras.Model, learning_rate: float = 1e-3
+                 ) -> None:
+        super().__init__(config, network, learning_rate)
+        self.config = config
+        self.extractor = adain.encoder(config, config.layer_names)
+
+    def step(self, batch: tuple[np.ndarray, np.ndarray], style: int = 0) -> Costs:
+        """One step on (photos, style images), two batches of the same size."""
+        photos, paintings = batch
+        return self._compiled(tf.constant(photos), tf.constant(paintings))
+
+    def _step(self, photos: tf.Tensor, paintings: tf.Tensor) -> Costs:
+        content = self.extractor(photos)[adain.ENCODER_LAYER]
+        style_features = self.extractor(paintings)
+        target = adain.adaptive_instance_normalization(
+            content, *channel_moments(style_features[adain.ENCODER_LAYER]))
+        with tf.GradientTape() as tape:
+            costs = adain.training_costs(self.config, self.extractor, target, style_features,
+                                         self.network(target, training=True))
+        return self.descend(tape, costs)
+
+    def samples(self, photos: np.ndarray, paintings: np.ndarray) -> np.ndarray:
+        """Photo i painted in the style of painting i (the held-out pairs TensorBoard shows)."""
+        return adain.stylise(self.network, self.extractor, photos, [Style(paintings)])
 
 
 def costs_of(config: Config, network: keras.Model, extractor: FeatureExtractor,
@@ -171,11 +218,24 @@ def _photos(config: "TrainConfig") -> tuple[list[str], list[str]]:
         return [], []
     if not config.content_dir:
         raise UserError("Say which photos to train on with --content_dir=DIR.")
-    paths = jobs.find_inputs(config.content_dir)
+    return _split(config, jobs.find_inputs(config.content_dir), "--content_dir")
+
+
+def _paintings(config: "TrainConfig") -> tuple[list[str], list[str]]:
+    """(style images to train on, held-out ones) of an AdaIN run's --style folder or glob."""
+    if not config.style:
+        raise UserError("Say which style images to learn from with --style=DIR (a folder or "
+                        "glob of paintings).")
+    return _split(config, jobs.find_inputs(config.style), "--style")
+
+
+def _split(config: "TrainConfig", paths: Sequence[str], flag: str) -> tuple[list[str], list[str]]:
+    """(the images to train on, the first --held_out in name order kept out)."""
+    setting = config.content_dir if flag == "--content_dir" else config.style
     if len(paths) <= config.held_out:
-        raise UserError(f"--content_dir '{config.content_dir}' has {len(paths)} photo(s); "
-                        f"training needs more than the {config.held_out} --held_out.")
-    return paths[config.held_out:], paths[:config.held_out]
+        raise UserError(f"{flag} '{setting}' has {len(paths)} image(s); training needs more "
+                        f"than the {config.held_out} --held_out.")
+    return list(paths[config.held_out:]), list(paths[:config.held_out])
 
 
 def _has_checkpoint(directory: Path) -> bool:
@@ -225,8 +285,9 @@ def _settings(config: "TrainConfig") -> dict:
     """What a resumed run must share: every setting but --resume, --quiet and the logging,
     the paths as absolute ones, and only the settings of its method's network."""
     values = config.to_dict()
+    unused = {"texture": ("residual_blocks",), "adain": ("levels", "residual_blocks")}
     for name in ("resume", "quiet", "log_every", "sample_every", "checkpoint_every",
-                 "levels" if config.method != "texture" else "residual_blocks"):
+                 *unused.get(config.method, ("levels",))):
         values.pop(name)
     values["content_dir"] = os.path.abspath(config.content_dir) if config.content_dir else ""
     values["style"] = ",".join(name if name.startswith("sample:") else os.path.abspath(name)
@@ -286,17 +347,24 @@ def _style_arrays(config: "TrainConfig") -> list[np.ndarray]:
 def train(config: "TrainConfig") -> Training:
     """Train `config.method`'s network; see tfstyle/train.py."""
     paths, held_out_paths = _photos(config)
-    styles = _style_arrays(config)
+    arbitrary = config.method == "adain"
+    painting_paths, held_out_paintings = _paintings(config) if arbitrary else ([], [])
+    styles = ([images.to_array(images.load_image(path), (config.crop_size,) * 2)[None]
+               for path in held_out_paintings] if arbitrary else _style_arrays(config))
     directory = _check_model_dir(config)
     crop = config.crop_size
     keras.utils.set_random_seed(config.seed)
-    network = (networks.texture_network(config.width, config.levels)
-               if config.method == "texture" else
-               networks.johnson_network(config.width, config.residual_blocks,
-                                        len(styles) if config.method == "conditional" else 1))
-    extractor = api.extractor_for(config.objective)
-    trainer = Trainer(config.objective, network, extractor, [Style(style) for style in styles],
-                      crop, config.batch_size, config.learning_rate)
+    if arbitrary:
+        network = adain.decoder(config.width)
+        trainer = AdaINTrainer(config.objective, network, config.learning_rate)
+    else:
+        network = (networks.texture_network(config.width, config.levels)
+                   if config.method == "texture" else
+                   networks.johnson_network(config.width, config.residual_blocks,
+                                            len(styles) if config.method == "conditional" else 1))
+        trainer = Trainer(config.objective, network, api.extractor_for(config.objective),
+                          [Style(style) for style in styles], crop, config.batch_size,
+                          config.learning_rate)
     step = tf.Variable(0, dtype=tf.int64, name="step")
     checkpoint = tf.train.Checkpoint(step=step, **trainer.trackables())
     manager = tf.train.CheckpointManager(checkpoint, str(directory / "checkpoints"), 2)
@@ -317,6 +385,9 @@ def train(config: "TrainConfig") -> Training:
         held_out = networks.texture_noise(2, crop, crop, config.levels, [config.seed, 2 ** 31])
     else:
         batches = photo_batches(paths, crop, config.batch_size, config.seed, start=first)
+    if arbitrary:  # each photo with a crop of a painting, drawn in an order of their own
+        batches = zip(batches, photo_batches(painting_paths, crop, config.batch_size,
+                                             config.seed + 1, start=first))
     _write_settings(config, directory)
     start = time.perf_counter()
     costs: dict[str, float] = {}
@@ -327,6 +398,9 @@ def train(config: "TrainConfig") -> Training:
         """The held-out photos through the network (in each style, if conditional)."""
         if not len(held_out):
             return np.zeros((1, crop, crop, 3), np.float32)
+        if arbitrary:  # photo i in the style of held-out painting i (in turn)
+            return trainer.samples(held_out, np.concatenate(
+                [styles[number % len(styles)] for number in range(len(held_out))]))
         if not trainer.conditional:  # (a texture network's held-out input is fixed noise)
             return networks.apply_network(network, held_out).numpy()
         return np.concatenate([networks.apply_network(network, held_out, np.eye(len(styles))[
@@ -336,7 +410,7 @@ def train(config: "TrainConfig") -> Training:
         with stop:
             for number in range(first + 1, config.steps + 1):
                 costs = {name: float(value) for name, value in
-                         trainer.step(next(batches), (number - 1) % len(styles)).items()}
+                         trainer.step(next(batches), (number - 1) % max(1, len(styles))).items()}
                 step.assign(number)
                 iterate = Iterate(number, config.steps, 1, 1, (crop, crop), costs,
                                   config.learning_rate, samples)
