@@ -140,6 +140,43 @@ def test_a_conditional_network_learns_several_styles_and_mixes_them(photos, tmp_
     assert "--method=conditional learns the 2" in capsys.readouterr().err
 
 
+def test_extend_adds_a_style_to_a_conditional_network_training_only_its_norms(
+        photos, tmp_path, capsys):
+    first = save_png(make_style(40, 40), tmp_path / "style.png")
+    second = save_png(make_content(40, 40)[::-1], tmp_path / "second_style.png")
+    third = save_png(make_style(40, 40)[..., ::-1], tmp_path / "third_style.png")
+    base_dir, extended_dir = tmp_path / "conditional", tmp_path / "extended"
+    assert cli(["tfstyle.train", f"--content_dir={photos}", f"--style={first},{second}",
+                f"--model_dir={base_dir}", "--method=conditional", *TINY]) == 0
+    # --width is the extended network's own (4 here), whatever the flag says.
+    assert cli(["tfstyle.train", f"--content_dir={photos}", f"--style={third}",
+                f"--model_dir={extended_dir}", "--method=conditional", f"--extend={base_dir}",
+                *TINY, "--width=16"]) == 0
+    base, extended = tfstyle.load_model(base_dir), tfstyle.load_model(extended_dir)
+    assert extended.styles == 3 and extended.style_names == f"{first},{second},{third}"
+    for old in base.network.layers:
+        new = extended.network.get_layer(old.name)
+        for before, after in zip(old.get_weights(), new.get_weights()):
+            if isinstance(old, training.networks.InstanceNormalization):
+                np.testing.assert_array_equal(after[:2], before, err_msg=old.name)
+                assert np.abs(after[2] - before.mean(0)).max() > 0, old.name  # trained
+            else:
+                np.testing.assert_array_equal(after, before, err_msg=old.name)
+    photo = make_content(40, 32)[None]
+    np.testing.assert_array_equal(extended.stylise(photo, [1, 0, 0]), base.stylise(photo, [1, 0]))
+    assert np.abs(extended.stylise(photo, [0, 0, 1]) - base.stylise(photo, [1, 0])).max() > 1e-3
+    events = read_events(extended_dir / "logs" / "train")
+    assert len(tf.make_ndarray(events.Tensors("generated")[-1].tensor_proto)) == 2 + 1
+    # Only onto a Johnson or conditional network, and only with --method=conditional.
+    texture = tmp_path / "texture.keras"
+    training.networks.texture_network(4, 2).save(texture)
+    for flags, words in (([f"--extend={texture}", "--method=conditional"], "is a texture network"),
+                         ([f"--extend={base_dir}"], "use it with --method=conditional")):
+        assert cli(["tfstyle.train", f"--content_dir={photos}", f"--style={third}",
+                    f"--model_dir={tmp_path / 'no'}", *TINY, *flags]) == 2
+        assert words in capsys.readouterr().err
+
+
 def test_a_texture_network_learns_a_style_from_noise_and_paints_any_size(tmp_path, capsys):
     style = save_png(make_style(40, 40), tmp_path / "style.png")
     model_dir = tmp_path / "texture"

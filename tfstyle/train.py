@@ -61,6 +61,11 @@ class TrainConfig:
                           "train far faster on a CPU); of an AdaIN decoder's last (64 in the "
                           "paper).")
     residual_blocks: int = _setting(5, "Residual blocks of the network (5 in the paper).")
+    extend: str = _setting("", "A network trained with --method=conditional (or johnson) to add "
+                           "the --style image(s) to (its --model_dir, model.keras or "
+                           "sample:NAME): only the new styles' instance normalisation "
+                           "parameters are trained; the network's --width and depth are its "
+                           "own.")
     levels: int = _setting(5, "Noise scales of a texture network, each half the one before (5 "
                            "in the paper); --crop_size must divide by 2^(levels - 1).")
     held_out: int = _setting(2, "Photos of --content_dir kept out of training, shown in "
@@ -121,6 +126,9 @@ def validate(config: TrainConfig) -> None:
         raise UserError(f"--crop_size={config.crop_size} does not divide by "
                         f"2^(levels - 1) = {2 ** (config.levels - 1)}; a texture network of "
                         f"--levels={config.levels} needs it to.")
+    if config.extend and config.method != "conditional":
+        raise UserError("--extend adds styles to a conditional network: use it with "
+                        "--method=conditional.")
     if not config.learning_rate > 0:
         raise UserError(f"--learning_rate must be positive, not {config.learning_rate}.")
 

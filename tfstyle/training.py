@@ -133,6 +133,8 @@ class Trainer(Descent):
                  learning_rate: float = 1e-3) -> None:
         super().__init__(config, network, learning_rate)
         self.conditional = len(network.inputs) == 2
+        # The styles trained follow those of an --extend-ed network.
+        self.first_style = int(network.inputs[1].shape[-1]) - len(styles) if self.conditional else 0
         # A texture network sees noise and has no content to keep: the style costs alone.
         self.texture = bool(networks.texture_levels(network))
         placeholder = None if self.texture else np.zeros((batch, crop, crop, 3), np.float32)
@@ -146,8 +148,8 @@ class Trainer(Descent):
     def outputs(self, photos: tf.Tensor, style: int) -> tf.Tensor:
         if not self.conditional:
             return self.network(photos, training=True)
-        mix = tf.one_hot(tf.fill([tf.shape(photos)[0]], style), len(self.objectives))
-        return self.network([photos, mix], training=True)
+        return self.network([photos, one_hot(self.network, photos.shape[0],
+                                             self.first_style + style)], training=True)
 
     def _step(self, photos: tf.Tensor, style: int) -> Costs:
         objective = self.objectives[style]
@@ -188,6 +190,35 @@ class AdaINTrainer(Descent):
     def samples(self, photos: np.ndarray, paintings: np.ndarray) -> np.ndarray:
         """Photo i painted in the style of painting i (the held-out pairs TensorBoard shows)."""
         return adain.stylise(self.network, self.extractor, photos, [Style(paintings)])
+
+
+def one_hot(network: keras.Model, batch: int, style: int) -> tf.Tensor:
+    """A conditional network's style weights [batch, its styles] that select style `style`."""
+    return tf.one_hot([style] * batch, int(network.inputs[1].shape[-1]))
+
+
+def extended_network(config: "TrainConfig", new_styles: int) -> keras.Model:
+    """The conditional network --extend names, with `new_styles` more styles whose (γ, β)
+    start at the mean of its own and alone are trained: every other weight is frozen, and a
+    batch of a new style gives the old styles' rows a zero gradient, which Adam leaves as
+    they are."""
+    base = fast.load_model(config.extend)
+    if base.levels or base.arbitrary:
+        raise UserError(f"--extend '{config.extend}' is a "
+                        f"{'texture' if base.levels else 'AdaIN'} network; only a Johnson or "
+                        "conditional one gets styles added.")
+    old = base.network
+    width = old.get_layer("c1_conv").filters
+    blocks = sum(layer.name.endswith("_add") for layer in old.layers)
+    network = networks.johnson_network(width, blocks, base.styles + new_styles)
+    for layer in network.layers:
+        weights = old.get_layer(layer.name).get_weights()
+        if isinstance(layer, networks.InstanceNormalization):
+            weights = [np.concatenate([rows, np.repeat(rows.mean(0, keepdims=True), new_styles,
+                                                       0)]) for rows in weights]
+        layer.set_weights(weights)
+        layer.trainable = isinstance(layer, networks.InstanceNormalization)
+    return network
 
 
 def costs_of(config: Config, network: keras.Model, extractor: FeatureExtractor,
@@ -293,6 +324,11 @@ def _settings(config: "TrainConfig") -> dict:
     values["style"] = ",".join(name if name.startswith("sample:") else os.path.abspath(name)
                                for name in split_paths(config.style))
     values["model_dir"] = os.path.abspath(config.model_dir)
+    if config.extend:  # the network's size is the extended one's
+        values["extend"] = (config.extend if config.extend.startswith("sample:")
+                            else os.path.abspath(config.extend))
+        values.pop("width")
+        values.pop("residual_blocks")
     return json.loads(json.dumps(values))
 
 
@@ -360,6 +396,7 @@ def train(config: "TrainConfig") -> Training:
     else:
         network = (networks.texture_network(config.width, config.levels)
                    if config.method == "texture" else
+                   extended_network(config, len(styles)) if config.extend else
                    networks.johnson_network(config.width, config.residual_blocks,
                                             len(styles) if config.method == "conditional" else 1))
         trainer = Trainer(config.objective, network, api.extractor_for(config.objective),
@@ -403,8 +440,9 @@ def train(config: "TrainConfig") -> Training:
                 [styles[number % len(styles)] for number in range(len(held_out))]))
         if not trainer.conditional:  # (a texture network's held-out input is fixed noise)
             return networks.apply_network(network, held_out).numpy()
-        return np.concatenate([networks.apply_network(network, held_out, np.eye(len(styles))[
-            number]).numpy() for number in range(len(styles))])
+        return np.concatenate([networks.apply_network(network, held_out, one_hot(
+            network, 1, trainer.first_style + number)[0]).numpy()
+            for number in range(len(styles))])
 
     try:
         with stop:
@@ -454,7 +492,12 @@ def _save_record(config: "TrainConfig", model: Path, done: int, seconds: float,
             earlier = float(json.loads(record.read_text())["seconds"])
         except (OSError, ValueError, KeyError, TypeError):
             pass
-    text = json.dumps({**_settings(config), "steps_done": done, "seconds": earlier + seconds,
+    settings = _settings(config)
+    if config.extend:  # the styles of the network written: the extended one's, then these
+        base = fast.load_model(config.extend)
+        settings["style"] = ",".join([base.style_names or ",".join(["?"] * base.styles),
+                                      settings["style"]])
+    text = json.dumps({**settings, "steps_done": done, "seconds": earlier + seconds,
                        "training_photos": len(paths), "held_out_photos": list(held_out),
                        "last_costs": costs}, indent=1)
     temp = record.with_name(f".{record.name}.tmp")
