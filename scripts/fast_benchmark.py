@@ -1,16 +1,19 @@
 """How fast and how good are the trained networks, against the plain Gatys command?
 
     python scripts/fast_benchmark.py [--models=sample:johnson_starry_night,DIR,...]
-        [--photos=p1.jpg,p2.jpg,...] [--sizes=256,512,1024] [--gatys] [--max_size=512]
-        [--flags="..."] [--output_dir=fast-output]
+        [--photos=p1.jpg,p2.jpg,...] [--styles=sample:starry_night,...] [--sizes=256,512,1024]
+        [--gatys] [--max_size=512] [--flags="..."] [--output_dir=fast-output]
 
 For each model: images per second at each size (the longest side; the first photo resized
 to it, after two warm-up passes, start-up excluded) and the process's peak memory; then each
 photo (default: the model's held-out photos, which it never saw in training) through it at
 --max_size, scored by the neutral scorer (../shared/tools/style_score.py: style error, content
-error, lower is better) against the style it was trained on. With --gatys, the plain command
-`python -m tfstyle.run --content=PHOTO --style=STYLE --output=OUT --max_size=512` (and
---flags) is run on the same photo and style, timed and scored beside it, and a sheet (photo | Gatys | fast) is written.
+error, lower is better) against the style: the one it was trained on, each of a conditional
+network's in turn, or for an AdaIN network each of --styles (paintings it never saw). With
+--gatys, the plain command `python -m tfstyle.run --content=PHOTO --style=STYLE --output=OUT
+--max_size=512` (and --flags) is run on the same photo and style (once for all the models),
+timed and scored beside it, and a sheet (photo | Gatys | network) is written per model and
+style.
 """
 from __future__ import annotations
 
@@ -25,21 +28,41 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from quality import SHARED, font, score, stylise  # the same scorer and command as quality.py
-from tfstyle import fast, images
+from tfstyle import fast, images, schedule
+from tfstyle.config import make_config
+from tfstyle.style import Style
 
 ROW_HEIGHT = 200
 
 
-def speed(model: fast.FastModel, photo: str, side: int, repeats: int = 5) -> float:
+def painter(model: fast.FastModel, style: str, number: int):
+    """What paints a batch [1, H, W, 3] in the model's style `number` (an AdaIN network: in
+    the image `style`, sized as the run would size it)."""
+    if model.arbitrary:
+        picture = images.load_image(style)
+
+        def paint(batch):
+            size = schedule.style_size_at(make_config(), picture.size, batch.shape[2:0:-1])
+            return model.paint(batch, [Style(images.to_array(picture, size)[None])])
+        return paint
+    weights = [float(k == number) for k in range(model.styles)] if model.styles > 1 else None
+    return lambda batch: model.stylise(batch, weights)
+
+
+def speed(paint, photo: str, side: int, repeats: int = 5) -> float:
     """Images per second at `side` pixels on the longest side, after two warm-up passes."""
     picture = images.load_image(photo)
     batch = images.to_array(picture, images.fit_size(picture.size, side))[None]
     for _ in range(2):
-        model.stylise(batch)
+        paint(batch)
     start = time.perf_counter()
     for _ in range(repeats):
-        model.stylise(batch)
+        paint(batch)
     return repeats / (time.perf_counter() - start)
+
+
+def style_path(name: str) -> str:
+    return images.sample_path(name.removeprefix("sample:")) if name.startswith("sample:") else name
 
 
 def peak_memory_mib() -> float:
@@ -73,6 +96,8 @@ def main() -> int:
     parser.add_argument("--models", default=",".join(f"sample:{name}"
                                                      for name in fast.sample_models()))
     parser.add_argument("--photos", default="", help="comma-separated (default: held out)")
+    parser.add_argument("--styles", default="sample:starry_night",
+                        help="comma-separated: the styles an AdaIN network is scored in")
     parser.add_argument("--sizes", default="256,512,1024")
     parser.add_argument("--gatys", action="store_true")
     parser.add_argument("--max_size", type=int, default=512)
@@ -83,53 +108,63 @@ def main() -> int:
     out = Path(options.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = []
+    gatys_seconds: dict[Path, float] = {}  # each photo and style's Gatys run, once
     for name in options.models.split(","):
         model = fast.load_model(name)
         settings = model.settings
-        style = settings["style"]
-        if style.startswith("sample:"):
-            style = images.sample_path(style.removeprefix("sample:"))
+        styles = (options.styles if model.arbitrary else settings["style"]).split(",")
         photos = (options.photos.split(",") if options.photos else settings["held_out_photos"])
         label = Path(name.removeprefix("sample:")).stem
-        print(f"{name}: trained on {settings.get('content_dir')} in the style {style}, "
-              f"{settings.get('steps_done')} steps", flush=True)
+        print(f"{name}: trained on {settings.get('content_dir')} in the style(s) "
+              f"{settings.get('style')}, {settings.get('steps_done')} steps", flush=True)
         for side in map(int, options.sizes.split(",")):
-            rate = speed(model, photos[0], side)
+            rate = speed(painter(model, style_path(styles[0]), 0), photos[0], side)
             print(f"  {side:5d} px: {rate:6.2f} images/s ({1 / rate:.3f} s an image), "
                   f"peak memory {peak_memory_mib():.0f} MiB", flush=True)
             report.append(dict(model=name, side=side, images_per_second=rate,
                                peak_mib=peak_memory_mib()))
-        rows = []
-        for photo in photos:
-            stem = Path(photo).stem
-            fast_output = out / f"{label}_{stem}_fast.png"
-            start = time.perf_counter()
-            model(photo, max_size=options.max_size).save(fast_output)
-            row = dict(model=name, photo=photo, fast=str(fast_output),
-                       fast_seconds=time.perf_counter() - start)
-            outputs = [fast_output]
+        for number, style in enumerate(map(style_path, styles)):
+            paint, style_label = painter(model, style, number), Path(style).stem
+            print(f"  in the style {style}:", flush=True)
+            rows = []
+            for photo in photos:
+                stem = Path(photo).stem
+                fast_output = out / f"{label}_{style_label}_{stem}_fast.png"
+                start = time.perf_counter()
+                picture = images.load_image(photo)
+                batch = images.to_array(picture, images.fit_size(picture.size,
+                                                                 options.max_size))[None]
+                images.to_pil(paint(batch)[0]).save(fast_output)
+                row = dict(model=name, style=style, photo=photo, fast=str(fast_output),
+                           fast_seconds=time.perf_counter() - start)
+                outputs = [fast_output]
+                if options.gatys:
+                    gatys_output = out / f"gatys_{style_label}_{stem}.png"
+                    if gatys_output not in gatys_seconds:
+                        gatys_seconds[gatys_output] = stylise(
+                            Path(photo), Path(style), gatys_output, options.max_size,
+                            shlex.split(options.flags))
+                    row["gatys_seconds"] = gatys_seconds[gatys_output]
+                    row["gatys"] = str(gatys_output)
+                    outputs.append(gatys_output)
+                scores = score(Path(options.scorer), Path(photo), Path(style), *outputs)
+                for key, (style_error, content_error) in zip(("fast", "gatys"), scores):
+                    row[f"{key}_style_error"] = style_error
+                    row[f"{key}_content_error"] = content_error
+                line = (f"    {stem}: network style {row['fast_style_error']:.4f} content "
+                        f"{row['fast_content_error']:.4f}")
+                if options.gatys:
+                    line += (f"; Gatys style {row['gatys_style_error']:.4f} content "
+                             f"{row['gatys_content_error']:.4f} in {row['gatys_seconds']:.0f} s; "
+                             f"ratios {row['fast_style_error'] / row['gatys_style_error']:.2f}, "
+                             f"{row['fast_content_error'] / row['gatys_content_error']:.2f}")
+                print(line, flush=True)
+                rows.append(row)
+            report.extend(rows)
             if options.gatys:
-                gatys_output = out / f"{label}_{stem}_gatys.png"
-                row["gatys_seconds"] = stylise(Path(photo), Path(style), gatys_output,
-                                               options.max_size, shlex.split(options.flags))
-                row["gatys"] = str(gatys_output)
-                outputs.append(gatys_output)
-            scores = score(Path(options.scorer), Path(photo), Path(style), *outputs)
-            for key, (style_error, content_error) in zip(("fast", "gatys"), scores):
-                row[f"{key}_style_error"], row[f"{key}_content_error"] = style_error, content_error
-            line = (f"  {stem}: network style {row['fast_style_error']:.4f} content "
-                    f"{row['fast_content_error']:.4f}")
-            if options.gatys:
-                line += (f"; Gatys style {row['gatys_style_error']:.4f} content "
-                         f"{row['gatys_content_error']:.4f} in {row['gatys_seconds']:.0f} s; "
-                         f"ratios {row['fast_style_error'] / row['gatys_style_error']:.2f}, "
-                         f"{row['fast_content_error'] / row['gatys_content_error']:.2f}")
-            print(line, flush=True)
-            rows.append(row)
-        report.extend(rows)
-        if options.gatys:
-            sheet(rows, out / f"{label}_sheet.png")
-            print(f"  photo | Gatys | network: {out / f'{label}_sheet.png'}")
+                sheet_path = out / f"{label}_{style_label}_sheet.png"
+                sheet(rows, sheet_path)
+                print(f"    photo | Gatys | network: {sheet_path}")
     (out / "fast_benchmark.json").write_text(json.dumps(report, indent=1))
     return 0
 

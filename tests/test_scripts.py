@@ -163,19 +163,34 @@ def test_fast_benchmark_times_and_scores_a_network_beside_gatys(tmp_path):
                   f"--model_dir={tmp_path / 'net'}", "--steps=2", "--batch_size=1",
                   "--crop_size=32", "--width=4", "--residual_blocks=1", "--held_out=1",
                   "--quiet"]) == 0
+    # An AdaIN network, scored in the same style (so the Gatys run is shared): paintings are
+    # the photos with their channels turned.
+    paintings = tmp_path / "paintings"
+    paintings.mkdir()
+    for number in range(3):
+        save_png(make_style(48, 40 + 8 * number)[..., ::-1], paintings / f"painting{number}.png")
+    assert train(["tfstyle.train", "--method=adain", f"--content_dir={photos}",
+                  f"--style={paintings}", f"--model_dir={tmp_path / 'adain'}", "--steps=2",
+                  "--batch_size=1", "--crop_size=32", "--width=4", "--held_out=1",
+                  "--quiet"]) == 0
     out = tmp_path / "out"
-    result = run("fast_benchmark.py", f"--models={tmp_path / 'net'}", "--sizes=64,96",
-                 "--gatys", "--max_size=64", "--flags=--scales=1 --steps=2",
-                 f"--output_dir={out}")
+    result = run("fast_benchmark.py", f"--models={tmp_path / 'net'},{tmp_path / 'adain'}",
+                 f"--styles={style}", "--sizes=64,96", "--gatys", "--max_size=64",
+                 "--flags=--scales=1 --steps=2", f"--output_dir={out}")
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "fast_benchmark.json").read_text())
     speeds = [row for row in report if "side" in row]
-    assert [row["side"] for row in speeds] == [64, 96]
+    assert [row["side"] for row in speeds] == [64, 96, 64, 96]
     assert all(row["images_per_second"] > 0 and row["peak_mib"] > 0 for row in speeds)
-    scored, = [row for row in report if "photo" in row]
-    assert scored["photo"].endswith("photo0.png")  # the held-out photo
-    assert Image.open(scored["fast"]).size == (64, 48) and Image.open(scored["gatys"]).size == (64, 48)
-    assert all(scored[f"{who}_{what}_error"] > 0 for who in ("fast", "gatys")
-               for what in ("style", "content"))
-    assert f"{scored['fast_style_error']:.4f}" in result.stdout
-    assert Image.open(out / "net_sheet.png").height > 48
+    johnson, adain = [row for row in report if "photo" in row]
+    for scored in (johnson, adain):
+        assert scored["photo"].endswith("photo0.png")  # the held-out photo
+        assert Image.open(scored["fast"]).size == (64, 48)
+        assert Image.open(scored["gatys"]).size == (64, 48)
+        assert all(scored[f"{who}_{what}_error"] > 0 for who in ("fast", "gatys")
+                   for what in ("style", "content"))
+        assert f"{scored['fast_style_error']:.4f}" in result.stdout
+    assert adain["gatys"] == johnson["gatys"] and adain["fast"] != johnson["fast"]
+    assert result.stdout.count("Gatys style") == 2
+    assert Image.open(out / "net_style_sheet.png").height > 48
+    assert Image.open(out / "adain_style_sheet.png").height > 48
