@@ -50,6 +50,7 @@ def test_training_writes_a_model_its_checkpoints_settings_and_log(photos, tmp_pa
     assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("ckpt-4")
     settings = json.loads((model_dir / "train.json").read_text())
     assert settings["steps"] == 4 and settings["style_layers"] == "block1_conv1=0.5,block2_conv1=0.5"
+    assert "extend" not in settings  # so runs recorded before --extend existed still resume
     events = read_events(model_dir / "logs" / "train")
     for tag in ("cost/total", "cost/content", "cost/style", "style/block1_conv1"):
         assert [event.step for event in events.Tensors(tag)] == [1, 2, 3, 4], tag

@@ -329,6 +329,8 @@ def _settings(config: "TrainConfig") -> dict:
                             else os.path.abspath(config.extend))
         values.pop("width")
         values.pop("residual_blocks")
+    else:  # as runs recorded before there was --extend, which --resume continues
+        values.pop("extend")
     return json.loads(json.dumps(values))
 
 
