@@ -162,7 +162,7 @@ def test_fast_benchmark_times_and_scores_a_network_beside_gatys(tmp_path):
     assert train(["tfstyle.train", f"--content_dir={photos}", f"--style={style}",
                   f"--model_dir={tmp_path / 'net'}", "--steps=2", "--batch_size=1",
                   "--crop_size=32", "--width=4", "--residual_blocks=1", "--held_out=1",
-                  "--quiet"]) == 0
+                  "--log_every=1", "--quiet"]) == 0
     # An AdaIN network, scored in the same style (so the Gatys run is shared): paintings are
     # the photos with their channels turned.
     paintings = tmp_path / "paintings"
@@ -194,3 +194,9 @@ def test_fast_benchmark_times_and_scores_a_network_beside_gatys(tmp_path):
     assert result.stdout.count("Gatys style") == 2
     assert Image.open(out / "net_style_sheet.png").height > 48
     assert Image.open(out / "adain_style_sheet.png").height > 48
+    # The training curve of the README's records, from the run's TensorBoard log.
+    curve = run("training_curve.py", str(tmp_path / "net"), f"--output={tmp_path / 'curve.png'}",
+                "--smooth=1")
+    assert curve.returncode == 0, curve.stderr
+    assert "cost/style:" in curve.stdout and "at step 2" in curve.stdout
+    assert Image.open(tmp_path / "curve.png").size == (700, 350)
