@@ -108,13 +108,17 @@ def main() -> int:
     out = Path(options.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = []
-    gatys_seconds: dict[Path, float] = {}  # each photo and style's Gatys run, once
-    for name in options.models.split(","):
+    gatys_runs: dict[tuple[str, str], tuple[Path, float]] = {}  # each photo and style's, once
+    for index, name in enumerate(options.models.split(",")):
         model = fast.load_model(name)
         settings = model.settings
-        styles = (options.styles if model.arbitrary else settings["style"]).split(",")
-        photos = (options.photos.split(",") if options.photos else settings["held_out_photos"])
-        label = Path(name.removeprefix("sample:")).stem
+        styles = (options.styles if model.arbitrary else settings.get("style", "")).split(",")
+        photos = (options.photos.split(",") if options.photos else
+                  settings.get("held_out_photos", []))
+        if not photos or not all(styles):
+            raise SystemExit(f"{name} has no training record (model.json) naming its style "
+                             "and held-out photos: give --photos (and --styles).")
+        label = f"{index}_{Path(name.removeprefix('sample:')).stem}"
         print(f"{name}: trained on {settings.get('content_dir')} in the style(s) "
               f"{settings.get('style')}, {settings.get('steps_done')} steps", flush=True)
         for side in map(int, options.sizes.split(",")):
@@ -139,12 +143,13 @@ def main() -> int:
                            fast_seconds=time.perf_counter() - start)
                 outputs = [fast_output]
                 if options.gatys:
-                    gatys_output = out / f"gatys_{style_label}_{stem}.png"
-                    if gatys_output not in gatys_seconds:
-                        gatys_seconds[gatys_output] = stylise(
+                    key = (str(Path(photo).resolve()), str(Path(style).resolve()))
+                    if key not in gatys_runs:
+                        gatys_output = out / f"gatys{len(gatys_runs)}_{style_label}_{stem}.png"
+                        gatys_runs[key] = gatys_output, stylise(
                             Path(photo), Path(style), gatys_output, options.max_size,
                             shlex.split(options.flags))
-                    row["gatys_seconds"] = gatys_seconds[gatys_output]
+                    gatys_output, row["gatys_seconds"] = gatys_runs[key]
                     row["gatys"] = str(gatys_output)
                     outputs.append(gatys_output)
                 scores = score(Path(options.scorer), Path(photo), Path(style), *outputs)

@@ -75,8 +75,20 @@ def test_the_target_blends_styles_by_weight_regions_and_strength():
     for half, (mean, std) in ((slice(0, 2), first), (slice(2, 4), second)):
         np.testing.assert_allclose(costs.channel_moments(target[:, :, half])[0], mean, atol=1e-4)
         np.testing.assert_allclose(costs.channel_moments(target[:, :, half])[1], std, rtol=1e-3)
-    # Where no region reaches, the content's own features stay.
+    # Where no region reaches, the content's own features stay; a grey region blends.
     np.testing.assert_allclose(adain.blended_target(content, [first], [1.0], [0 * left]), content)
+    np.testing.assert_allclose(adain.blended_target(content, [first], [1.0], [0.5 + 0 * left]),
+                               content + 0.5 * (styled[0] - content), rtol=1e-5, atol=1e-5)
+    # A style everywhere beside one in a region: where both are, they share by weight.
+    target = adain.blended_target(content, [first, second], [0.5, 0.5], [None, left])
+    np.testing.assert_allclose(target[:, :, 2:], styled[0][:, :, 2:], rtol=1e-5, atol=1e-5)
+    # Statistics over the valid part only: the padding does not count.
+    valid = np.ones((1, 4, 5, 1), np.float32)
+    valid[:, :, 4:] = 0
+    padded = tf.concat([content, content[:, :, 3:4] * 100], axis=2)
+    np.testing.assert_allclose(
+        adain.blended_target(padded, [first], [1.0], [None], valid=valid)[:, :, :4], styled[0],
+        rtol=1e-5, atol=1e-5)
 
 
 def test_the_decoder_paints_eight_times_the_encoders_size_and_loads_in_safe_mode(tmp_path):
@@ -171,6 +183,9 @@ def test_an_adain_network_paints_any_style_through_run_at_any_strength(trained, 
     (["--style=sample:starry_night", "--alpha=1.5"], "--alpha is the style's strength"),
     (["--style=sample:starry_night,sample:starry_night", "--style_weights=1"],
      "--style_weights has 1 weight(s) for 2 style image(s)"),
+    (["--style=sample:starry_night,sample:starry_night", "--style_masks=sample:tubingen"],
+     "--style_masks has 1 mask(s) for 2 style image(s)"),
+    (["--style=sample:starry_night", "--preset=coursera"], "--preset=coursera sets --alpha=10"),
 ])
 def test_adain_runs_refuse_what_cannot_work_in_one_line(trained, tmp_path, capsys, flags, words):
     for content in ("sample:tubingen", str(tmp_path / "photos")):
@@ -184,6 +199,7 @@ def test_adain_runs_refuse_what_cannot_work_in_one_line(trained, tmp_path, capsy
 
 @pytest.mark.parametrize("flags, words", [
     (["--crop_size=36"], "--crop_size must be a multiple of 8"),
+    (["--content_layers=block2_conv2=1"], "--content_layers has no part in --method=adain"),
     (["--style="], "Say which style images to learn from with --style=DIR"),
     (["--held_out=3"], "--style '"),
 ])

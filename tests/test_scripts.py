@@ -192,8 +192,8 @@ def test_fast_benchmark_times_and_scores_a_network_beside_gatys(tmp_path):
         assert f"{scored['fast_style_error']:.4f}" in result.stdout
     assert adain["gatys"] == johnson["gatys"] and adain["fast"] != johnson["fast"]
     assert result.stdout.count("Gatys style") == 2
-    assert Image.open(out / "net_style_sheet.png").height > 48
-    assert Image.open(out / "adain_style_sheet.png").height > 48
+    assert Image.open(out / "0_net_style_sheet.png").height > 48
+    assert Image.open(out / "1_adain_style_sheet.png").height > 48
     # The training curve of the README's records, from the run's TensorBoard log.
     curve = run("training_curve.py", str(tmp_path / "net"), f"--output={tmp_path / 'curve.png'}",
                 "--smooth=1")

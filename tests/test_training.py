@@ -168,10 +168,22 @@ def test_extend_adds_a_style_to_a_conditional_network_training_only_its_norms(
     assert np.abs(extended.stylise(photo, [0, 0, 1]) - base.stylise(photo, [1, 0])).max() > 1e-3
     events = read_events(extended_dir / "logs" / "train")
     assert len(tf.make_ndarray(events.Tensors("generated")[-1].tensor_proto)) == 2 + 1
+    # A one-style Johnson network becomes a conditional one, its style the first.
+    johnson = tmp_path / "johnson.keras"
+    training.networks.johnson_network(4, 1).save(johnson)
+    assert cli(["tfstyle.train", f"--content_dir={photos}", f"--style={third}",
+                f"--model_dir={tmp_path / 'from_johnson'}", "--method=conditional",
+                f"--extend={johnson}", *TINY]) == 0
+    two = tfstyle.load_model(tmp_path / "from_johnson")
+    assert two.styles == 2
+    np.testing.assert_array_equal(two.stylise(photo, [1, 0]),
+                                  tfstyle.load_model(johnson).stylise(photo))
     # Only onto a Johnson or conditional network, and only with --method=conditional.
     texture = tmp_path / "texture.keras"
     training.networks.texture_network(4, 2).save(texture)
     for flags, words in (([f"--extend={texture}", "--method=conditional"], "is a texture network"),
+                         ([f"--extend={tmp_path / 'none'}", "--method=conditional"],
+                          "--extend '"),
                          ([f"--extend={base_dir}"], "use it with --method=conditional")):
         assert cli(["tfstyle.train", f"--content_dir={photos}", f"--style={third}",
                     f"--model_dir={tmp_path / 'no'}", *TINY, *flags]) == 2
@@ -241,7 +253,10 @@ def test_model_runs_refuse_what_has_no_part_in_them(photos, tmp_path, capsys):
             ([f"--model={johnson}", "--content=sample:tubingen", "--style=sample:starry_night"],
              "--style has no part in a run with this --model", tmp_path / "out.png"),
             ([f"--model={johnson}", f"--content={photos}", "--style=sample:starry_night"],
-             "--style has no part in a run with this --model", tmp_path / "out")]:
+             "--style has no part in a run with this --model", tmp_path / "out"),
+            ([f"--model={johnson}", "--content=sample:tubingen", "--alpha=0.5",
+              "--preserve_colors=histogram"], "--alpha and --preserve_colors=histogram have no",
+             tmp_path / "out.png")]:
         assert run_cli(["tfstyle", *flags, f"--output={output}", "--quiet"]) == 2
         error = capsys.readouterr().err.strip()
         assert words in error and len(error.splitlines()) == 1, error

@@ -15,10 +15,15 @@ run time the style's strength α ∈ [0, 1] blends the target with the photo's o
 several styles blend by their weights w_k and regions m_k, each style's statistics of the
 photo taken over its region:
 
-    t = f(c) + α·Σ_k c_k·(AdaIN_k − f(c)),   c_k = w_k·m_k / Σ_j w_j·m_j.
+    t = f(c) + α·Σ_k c_k·(AdaIN_k − f(c)),   c_k = w_k·m_k / Σ_j w_j·m_j · min(1, Σ_j m_j)
+
+(a grey region, or none, lets the photo's own features through). The style cost is the
+squared-difference form of the official code, J_moments = (Σ_c (μ_S − μ_G)² + (σ_S − σ_G)²)/n_C,
+where the paper writes L2 norms; the paper's style layers are block1_conv1..block4_conv1.
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence
 
 import keras
@@ -91,16 +96,23 @@ def adaptive_instance_normalization(content: tf.Tensor, style_mean: tf.Tensor,
 
 def blended_target(content: tf.Tensor, moments: Sequence[tuple[tf.Tensor, tf.Tensor]],
                    weights: Sequence[float], regions: Sequence[Optional[tf.Tensor]],
-                   alpha: float = 1.0) -> tf.Tensor:
-    """t = f(c) + α·Σ_k c_k·(AdaIN_k − f(c)), c_k = w_k·m_k / Σ_j w_j·m_j (see the module);
-    where every region is empty the photo's own features stay."""
-    shares = [weight * (tf.ones([1, 1, 1, 1]) if region is None else region)
-              for weight, region in zip(weights, regions)]
-    total = tf.add_n(shares)
+                   alpha: float = 1.0, valid: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """t = f(c) + α·Σ_k c_k·(AdaIN_k − f(c)) with c_k = w_k·m_k / Σ_j w_j·m_j · min(1, Σ_j m_j)
+    (see the module): where the regions overlap the styles share by weight, where they cover
+    less than the whole (grey, or none) the photo's own features show through. Each style's
+    statistics of the photo are taken over its region within `valid` (where the photo is, not
+    its padding; None: everywhere)."""
+    whole = tf.ones([1, 1, 1, 1])
+    regions = [whole if region is None else tf.convert_to_tensor(region, tf.float32)
+               for region in regions]
+    shares = [weight * region for weight, region in zip(weights, regions)]
+    total, coverage = functools.reduce(tf.add, shares), functools.reduce(tf.add, regions)
     target = content
     for (mean, std), share, region in zip(moments, shares, regions):
-        styled = adaptive_instance_normalization(content, mean, std, region)
-        target = target + alpha * tf.math.divide_no_nan(share, total) * (styled - content)
+        styled = adaptive_instance_normalization(
+            content, mean, std, region if valid is None else region * valid)
+        blend = tf.math.divide_no_nan(share, total) * tf.minimum(1.0, coverage)
+        target = target + alpha * blend * (styled - content)
     return target
 
 
@@ -110,12 +122,18 @@ def stylise(network: keras.Model, extractor: FeatureExtractor, photos: np.ndarra
     image [1 or batch, h, w, 3], weight and region [H, W]), at strength `alpha`."""
     height, width = photos.shape[1:3]
     padded = pad_to_multiple(photos, SIDE_MULTIPLE)
+    padding = [[0, padded.shape[1] - height], [0, padded.shape[2] - width]]
+
+    def at_encoder(mask: np.ndarray, mode: str) -> tf.Tensor:
+        return layer_masks(np.pad(mask, padding, mode), [ENCODER_LAYER])[0]
+
     content = extractor(padded)[ENCODER_LAYER]
     moments = [channel_moments(extractor(style.image)[ENCODER_LAYER]) for style in styles]
-    regions = [None if style.mask is None else layer_masks(np.pad(
-        style.mask, [[0, padded.shape[1] - height], [0, padded.shape[2] - width]], "reflect"),
-        [ENCODER_LAYER])[0] for style in styles]
-    target = blended_target(content, moments, [style.weight for style in styles], regions, alpha)
+    regions = [None if style.mask is None else at_encoder(style.mask, "reflect")
+               for style in styles]
+    valid = at_encoder(np.ones((height, width), np.float32), "constant")
+    target = blended_target(content, moments, [style.weight for style in styles], regions,
+                            alpha, valid)
     return network(target, training=False)[:, :height, :width].numpy()
 
 

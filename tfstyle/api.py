@@ -434,7 +434,7 @@ def run_model(config: Config, content: Sequence[ImageLike], styles: Sequence[Ima
     from tfstyle import fast
     start = time.perf_counter()
     model = fast.load_model(config.model)
-    model.check_run(len(styles), config.style_weights, config.alpha)
+    model.check_run(config, len(styles))
     if model.levels:
         if content:
             raise UserError(f"'{config.model}' is a texture network: it takes no --content.")

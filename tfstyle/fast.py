@@ -12,8 +12,9 @@ import numpy as np
 from PIL import Image
 
 from tfstyle import adain, api, images, networks
-from tfstyle.config import Config, make_config
+from tfstyle.config import Config, make_config, split_paths
 from tfstyle.errors import UserError
+from tfstyle.features import FeatureExtractor
 from tfstyle.images import ImageLike
 from tfstyle.style import Style, blend_weights
 
@@ -32,6 +33,7 @@ class FastModel:
         self.styles = int(network.inputs[1].shape[-1]) if len(network.inputs) == 2 else 1
         self.levels = networks.texture_levels(network)  # 0: it paints photos
         self.arbitrary = adain.is_decoder(network)  # any style, given at run time (AdaIN)
+        self._encoders: dict[tuple, FeatureExtractor] = {}
         # How it was trained: the record tfstyle.train writes beside the model, if any.
         try:
             self.settings = json.loads(Path(path).with_suffix(".json").read_text())
@@ -50,41 +52,65 @@ class FastModel:
         picture = images.load_image(image)
         size = images.fit_size(picture.size, max_size) if max_size else picture.size
         styles = [] if style is None else api.names(style)
-        self.check_run(len(styles), style_weights or (), alpha)
+        config = make_config(style_weights=tuple(style_weights or ()), alpha=alpha)
+        self.check_run(config, len(styles))
         if not self.arbitrary:
             return images.to_pil(self.stylise(images.to_array(picture, size)[None],
                                               style_weights)[0])
-        config = make_config(style_weights=tuple(style_weights or ()))
         batch, painted = api.arrays_at(config, api.load_inputs(config, [picture], styles), size)
         return images.to_pil(self.paint(batch, painted, alpha)[0])
 
-    def check_run(self, count: int, style_weights: Sequence[float] = (), alpha: float = 1.0
-                  ) -> None:
-        """Refuse `count` style images given to a network that has its own, or none given to
-        an AdaIN network, and for AdaIN style weights of another count or an `alpha` outside
-        [0, 1]."""
-        if self.arbitrary and style_weights and len(style_weights) != count:
-            raise UserError(f"--style_weights has {len(style_weights)} weight(s) for {count} "
-                            "style image(s); give one per style image.")
-        if self.arbitrary and not 0 <= alpha <= 1:
-            raise UserError(f"With an AdaIN --model, --alpha is the style's strength, from 0 "
-                            f"(the photo) to 1 (all style); not {alpha:g}.")
-        if self.arbitrary and not count:
+    def check_run(self, config: Config, count: int) -> None:
+        """Refuse what has no part in a run of this network with `config` and `count` style
+        images: style images, masks, --alpha or histogram colours given to a network whose
+        style is its own, none given to an AdaIN network, and AdaIN style weights or masks of
+        another count or a strength outside [0, 1]."""
+        preset = (f" (--preset={config.preset} sets --alpha={config.alpha:g}; leave it out)"
+                  if config.preset != "default" else "")
+        if not self.arbitrary:
+            given = [flag for flag, present in (
+                ("--style", count), ("--style_masks", config.style_masks),
+                ("--alpha", config.alpha != 1),
+                ("--preserve_colors=histogram", config.preserve_colors == "histogram"))
+                if present]
+            if given:
+                raise UserError(f"{' and '.join(given)} {'has' if len(given) == 1 else 'have'} "
+                                "no part in a run with this "
+                                "--model: the network paints the style(s) it was trained on "
+                                f"(--style_weights mixes a conditional network's){preset}.")
+            return
+        if not count:
             raise UserError(f"'{self.path}' is an AdaIN network: it paints any style, so give "
                             "one with --style.")
-        if count and not self.arbitrary:
-            raise UserError("--style has no part in a run with this --model: the network paints "
-                            "the style(s) it was trained on (--style_weights mixes a "
-                            "conditional network's).")
+        masks = len(split_paths(config.style_masks))
+        for flag, noun, number in (("--style_weights", "weight", len(config.style_weights)),
+                                   ("--style_masks", "mask", masks)):
+            if number and number != count:
+                raise UserError(f"{flag} has {number} {noun}(s) for {count} style image(s); "
+                                "give one per style image.")
+        if not 0 <= config.alpha <= 1:
+            raise UserError(f"With an AdaIN --model, --alpha is the style's strength, from 0 "
+                            f"(the photo) to 1 (all style); not {config.alpha:g}{preset}.")
+
+    def encoder(self, config: Config) -> FeatureExtractor:
+        """An AdaIN network's encoder: VGG19 preprocessed and pooled as in its training (its
+        record), from `config`'s --weights and precision; built once for each."""
+        trained = {name: self.settings[name] for name in ("preprocess", "pooling")
+                   if name in self.settings}
+        config = config.replace(**trained)
+        key = (config.weights, config.precision, config.preprocess, config.pooling)
+        if key not in self._encoders:
+            self._encoders[key] = adain.encoder(config)
+        return self._encoders[key]
 
     def paint(self, batch: np.ndarray, styles: Sequence[Style], alpha: float = 1.0,
               config: Optional[Config] = None) -> np.ndarray:
         """An AdaIN network's pictures of photos [batch, H, W, 3] in `styles` (each style
         image [1 or batch, h, w, 3] in [0, 1], weight, region [H, W]) at the strength
         `alpha`; VGG19 from `config`'s --weights (default: auto)."""
-        self.check_run(len(styles), alpha=alpha)
-        encoder = adain.encoder(config or make_config())
-        return adain.stylise(self.network, encoder, batch, styles, alpha)
+        config = (config or make_config()).replace(alpha=alpha)
+        self.check_run(config, len(styles))
+        return adain.stylise(self.network, self.encoder(config), batch, styles, alpha)
 
     def texture(self, size: tuple[int, int], seed: int = 0) -> Image.Image:
         """A texture network's texture of `size` = (W, H), from the noise of `seed`."""
@@ -150,15 +176,15 @@ def model_path(path: Union[str, os.PathLike]) -> str:
     return os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
 
 
-def load_model(path: Union[str, os.PathLike]) -> FastModel:
+def load_model(path: Union[str, os.PathLike], flag: str = "--model") -> FastModel:
     """The network trained into `path` (a model.keras file, or the --model_dir of
     `python -m tfstyle.train`), loaded offline; refuses a missing, damaged or foreign file in
-    one sentence. Loaded once per process while the file stays the same."""
+    one sentence (naming `flag`). Loaded once per process while the file stays the same."""
     file = model_path(path)
     if not os.path.isfile(file):
-        raise UserError(f"--model '{path}' is neither a model file nor a training directory "
+        raise UserError(f"{flag} '{path}' is neither a model file nor a training directory "
                         f"holding {MODEL_FILE}." if not os.path.exists(file) or
-                        os.path.isdir(path) else f"--model '{path}' is not a file.")
+                        os.path.isdir(path) else f"{flag} '{path}' is not a file.")
     key = (os.path.abspath(file), os.path.getmtime(file))
     if key not in _loaded:
         _loaded[key] = FastModel(_read(file), file)

@@ -287,8 +287,7 @@ def check_folder_run(config: Config) -> None:
         images.load_image(path)  # a bad style would fail every image: say so once
     if config.model:  # a bad model would fail every image: say so once
         from tfstyle import fast
-        fast.load_model(config.model).check_run(len(split_paths(config.style)),
-                                                config.style_weights, config.alpha)
+        fast.load_model(config.model).check_run(config, len(split_paths(config.style)))
     elif not config.style:
         raise UserError("A style image is needed (--style).")
 

@@ -126,6 +126,13 @@ def validate(config: TrainConfig) -> None:
         raise UserError(f"--crop_size={config.crop_size} does not divide by "
                         f"2^(levels - 1) = {2 ** (config.levels - 1)}; a texture network of "
                         f"--levels={config.levels} needs it to.")
+    if config.method == "adain":  # what its costs do not read
+        defaults = make_config()
+        for name, meaning in (("content_layers", "its content cost is at block4_conv1, the "
+                                                 "AdaIN target"),
+                              ("style_scale", "the paintings are cropped as the photos are")):
+            if getattr(config.objective, name) != getattr(defaults, name):
+                raise UserError(f"--{name} has no part in --method=adain: {meaning}.")
     if config.extend and config.method != "conditional":
         raise UserError("--extend adds styles to a conditional network: use it with "
                         "--method=conditional.")

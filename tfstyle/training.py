@@ -55,10 +55,11 @@ def random_crop(photo: Image.Image, crop: int, rng: np.random.Generator) -> np.n
 
 
 def photo_batches(paths: Sequence[str], crop: int, batch: int, seed: int,
-                  start: int = 0) -> Iterator[np.ndarray]:
-    """Batches [batch, crop, crop, 3] of random crops of the photos at `paths`, one after
-    another in a shuffled order reshuffled at each pass; the same `seed` gives the same
-    batches, and `start` skips that many batches (a resumed run sees what it would have)."""
+                  start: int = 0, kind: str = "photos") -> Iterator[np.ndarray]:
+    """Batches [batch, crop, crop, 3] of random crops of the photos (or paintings: `kind`) at
+    `paths`, one after another in a shuffled order reshuffled at each pass; the same `seed`
+    gives the same batches, and `start` skips that many batches (a resumed run sees what it
+    would have)."""
     rng = np.random.default_rng(seed)
     order: list[int] = []
     unreadable: set[str] = set()
@@ -81,7 +82,7 @@ def photo_batches(paths: Sequence[str], crop: int, batch: int, seed: int,
                 unreadable.add(path)
                 logging.warning("Left out of training: %s", error)
                 if len(unreadable) == len(paths):
-                    raise UserError("None of the photos can be read; the last: "
+                    raise UserError(f"None of the {kind} can be read; the last: "
                                     f"{error}") from None
         if number >= start:
             yield np.stack(crops)
@@ -202,16 +203,13 @@ def extended_network(config: "TrainConfig", new_styles: int) -> keras.Model:
     start at the mean of its own and alone are trained: every other weight is frozen, and a
     batch of a new style gives the old styles' rows a zero gradient, which Adam leaves as
     they are."""
-    base = fast.load_model(config.extend)
-    if base.levels or base.arbitrary:
-        raise UserError(f"--extend '{config.extend}' is a "
-                        f"{'texture' if base.levels else 'AdaIN'} network; only a Johnson or "
-                        "conditional one gets styles added.")
+    base = _extended(config)
     old = base.network
-    width = old.get_layer("c1_conv").filters
-    blocks = sum(layer.name.endswith("_add") for layer in old.layers)
-    network = networks.johnson_network(width, blocks, base.styles + new_styles)
+    network = networks.johnson_network(*_size(old), base.styles + new_styles)
+    names = {layer.name for layer in old.layers}
     for layer in network.layers:
+        if layer.name not in names:  # the style weights' input, new to a one-style network
+            continue
         weights = old.get_layer(layer.name).get_weights()
         if isinstance(layer, networks.InstanceNormalization):
             weights = [np.concatenate([rows, np.repeat(rows.mean(0, keepdims=True), new_styles,
@@ -219,6 +217,22 @@ def extended_network(config: "TrainConfig", new_styles: int) -> keras.Model:
         layer.set_weights(weights)
         layer.trainable = isinstance(layer, networks.InstanceNormalization)
     return network
+
+
+def _extended(config: "TrainConfig") -> fast.FastModel:
+    """The network --extend names, checked to be one that styles can be added to."""
+    base = fast.load_model(config.extend, "--extend")
+    if base.levels or base.arbitrary:
+        raise UserError(f"--extend '{config.extend}' is a "
+                        f"{'texture' if base.levels else 'AdaIN'} network; only a Johnson or "
+                        "conditional one gets styles added.")
+    return base
+
+
+def _size(network: keras.Model) -> tuple[int, int]:
+    """A Johnson network's width and residual blocks."""
+    return (network.get_layer("c1_conv").filters,
+            sum(layer.name.endswith("_add") for layer in network.layers))
 
 
 def costs_of(config: Config, network: keras.Model, extractor: FeatureExtractor,
@@ -324,11 +338,12 @@ def _settings(config: "TrainConfig") -> dict:
     values["style"] = ",".join(name if name.startswith("sample:") else os.path.abspath(name)
                                for name in split_paths(config.style))
     values["model_dir"] = os.path.abspath(config.model_dir)
-    if config.extend:  # the network's size is the extended one's
+    if config.extend:  # the network's size is the extended one's, as it is when recorded
         values["extend"] = (config.extend if config.extend.startswith("sample:")
                             else os.path.abspath(config.extend))
-        values.pop("width")
-        values.pop("residual_blocks")
+        base = _extended(config)
+        values["width"], values["residual_blocks"] = _size(base.network)
+        values["extended_styles"] = base.styles
     else:  # as runs recorded before there was --extend, which --resume continues
         values.pop("extend")
     return json.loads(json.dumps(values))
@@ -426,7 +441,7 @@ def train(config: "TrainConfig") -> Training:
         batches = photo_batches(paths, crop, config.batch_size, config.seed, start=first)
     if arbitrary:  # each photo with a crop of a painting, drawn in an order of their own
         batches = zip(batches, photo_batches(painting_paths, crop, config.batch_size,
-                                             config.seed + 1, start=first))
+                                             config.seed + 1, first, "paintings"))
     _write_settings(config, directory)
     start = time.perf_counter()
     costs: dict[str, float] = {}
@@ -496,7 +511,7 @@ def _save_record(config: "TrainConfig", model: Path, done: int, seconds: float,
             pass
     settings = _settings(config)
     if config.extend:  # the styles of the network written: the extended one's, then these
-        base = fast.load_model(config.extend)
+        base = _extended(config)
         settings["style"] = ",".join([base.style_names or ",".join(["?"] * base.styles),
                                       settings["style"]])
     text = json.dumps({**settings, "steps_done": done, "seconds": earlier + seconds,
