@@ -102,6 +102,9 @@ def test_the_decoder_paints_eight_times_the_encoders_size_and_loads_in_safe_mode
     photo = make_content(44, 30)[None]  # not a multiple of 8: padded, then cut back
     painted = model.paint(photo, [Style(make_style(40, 40)[None])])
     assert painted.shape == (1, 30, 44, 3)
+    # Untrained, on VGG19's real activations (in the thousands), it is not saturated: a
+    # sigmoid stuck at 0 or 1 would have no gradient to learn from.
+    assert 1e-3 < painted.std() and 0.01 < painted.min() and painted.max() < 0.99
 
 
 TINY = ["--method=adain", "--steps=4", "--batch_size=2", "--crop_size=32", "--width=4",

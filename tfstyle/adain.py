@@ -42,6 +42,10 @@ ENCODER_LAYER = "block4_conv1"
 ENCODER_CHANNELS = 512
 # block4_conv1 sees the image at an eighth of its size: the sides of what the decoder paints.
 SIDE_MULTIPLE = 8
+# Keras' VGG19 sees pixels of 0..255, so its block4_conv1 activations run to the thousands
+# (about 600 ± 1000 on photos): the decoder takes them a thousandth the size, so that its
+# freshly initialised layers start near unit scale and its sigmoid is not saturated.
+FEATURE_SCALE = 1e-3
 
 
 def decoder(width: int = 32, name: str = "adain_decoder") -> keras.Model:
@@ -56,7 +60,8 @@ def decoder(width: int = 32, name: str = "adain_decoder") -> keras.Model:
         x = keras.layers.Conv2D(filters, 3, name=f"{label}_conv")(x)
         return keras.layers.ReLU(name=f"{label}_relu")(x)
 
-    x = convolution(features, 4 * width, "d4_1")
+    x = keras.layers.Rescaling(FEATURE_SCALE, name="scale")(features)
+    x = convolution(x, 4 * width, "d4_1")
     x = keras.layers.UpSampling2D(2, interpolation="nearest", name="up3")(x)
     for number in (4, 3, 2):
         x = convolution(x, 4 * width, f"d3_{number}")
