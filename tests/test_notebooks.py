@@ -136,3 +136,7 @@ def test_fast_networks_runs(tmp_path):
     assert (tmp_path / "net" / "model.keras").is_file()
     assert "64x" in text(outputs_of(notebook, "apply"))
     assert has_picture(outputs_of(notebook, "apply"))
+    # The bundled networks: Johnson, conditional (its four styles named), AdaIN.
+    assert "conditional styles: sample:starry_night," in text(outputs_of(notebook, "bundled"))
+    assert has_picture(outputs_of(notebook, "bundled"))
+    assert has_picture(outputs_of(notebook, "adain"))
