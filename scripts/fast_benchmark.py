@@ -2,7 +2,8 @@
 
     python scripts/fast_benchmark.py [--models=sample:johnson_starry_night,DIR,...]
         [--photos=p1.jpg,p2.jpg,...] [--styles=sample:starry_night,...] [--sizes=256,512,1024]
-        [--gatys] [--max_size=512] [--flags="..."] [--output_dir=fast-output]
+        [--gatys | --gatys_from=REPORT.json] [--max_size=512] [--flags="..."]
+        [--output_dir=fast-output]
 
 For each model: images per second at each size (the longest side; the first photo resized
 to it, after two warm-up passes, start-up excluded) and the process's peak memory; then each
@@ -91,6 +92,33 @@ def sheet(rows: list[dict], path: Path) -> None:
     canvas.save(path)
 
 
+def run_key(photo: str, style: str) -> tuple[str, str]:
+    """Which Gatys run a row needs: its photo and style, as resolved paths."""
+    return str(Path(photo).resolve()), str(Path(style).resolve())
+
+
+def earlier_gatys_runs(options: argparse.Namespace) -> dict[tuple[str, str], tuple[Path, float]]:
+    """The Gatys pictures and wall times of the report --gatys_from, by run_key; refused when
+    they were made with other --max_size or --flags, or a picture is gone."""
+    try:
+        rows = json.loads(Path(options.gatys_from).read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"Cannot read the report --gatys_from={options.gatys_from} ({error}).")
+    runs = {}
+    for row in rows if isinstance(rows, list) else []:
+        if not isinstance(row, dict) or "gatys" not in row:
+            continue
+        # Reports from before these were recorded ran the plain command's defaults.
+        made = (row.get("gatys_max_size", 512), row.get("gatys_flags", ""))
+        if made != (options.max_size, options.flags):
+            raise SystemExit(f"{options.gatys_from} has Gatys runs made with --max_size="
+                             f"{made[0]} --flags={made[1]!r}; give the same ones.")
+        if not Path(row["gatys"]).is_file():
+            raise SystemExit(f"The Gatys picture {row['gatys']} of {options.gatys_from} is gone.")
+        runs[run_key(row["photo"], row["style"])] = Path(row["gatys"]), row["gatys_seconds"]
+    return runs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(f"sample:{name}"
@@ -100,6 +128,7 @@ def main() -> int:
                         help="comma-separated: the styles an AdaIN network is scored in")
     parser.add_argument("--sizes", default="256,512,1024")
     parser.add_argument("--gatys", action="store_true")
+    parser.add_argument("--gatys_from", default="", help="an earlier fast_benchmark.json")
     parser.add_argument("--max_size", type=int, default=512)
     parser.add_argument("--flags", default="", help="more flags for the Gatys command")
     parser.add_argument("--output_dir", default="fast-output")
@@ -108,7 +137,8 @@ def main() -> int:
     out = Path(options.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = []
-    gatys_runs: dict[tuple[str, str], tuple[Path, float]] = {}  # each photo and style's, once
+    gatys_runs = earlier_gatys_runs(options) if options.gatys_from else {}
+    options.gatys = options.gatys or bool(options.gatys_from)
     for index, name in enumerate(options.models.split(",")):
         model = fast.load_model(name)
         settings = model.settings
@@ -143,14 +173,18 @@ def main() -> int:
                            fast_seconds=time.perf_counter() - start)
                 outputs = [fast_output]
                 if options.gatys:
-                    key = (str(Path(photo).resolve()), str(Path(style).resolve()))
+                    key = run_key(photo, style)
+                    if options.gatys_from and key not in gatys_runs:
+                        raise SystemExit(f"{options.gatys_from} has no Gatys run of {photo} in "
+                                         f"the style {style}: run with --gatys instead.")
                     if key not in gatys_runs:
                         gatys_output = out / f"gatys{len(gatys_runs)}_{style_label}_{stem}.png"
                         gatys_runs[key] = gatys_output, stylise(
                             Path(photo), Path(style), gatys_output, options.max_size,
                             shlex.split(options.flags))
                     gatys_output, row["gatys_seconds"] = gatys_runs[key]
-                    row["gatys"] = str(gatys_output)
+                    row.update(gatys=str(gatys_output), gatys_max_size=options.max_size,
+                               gatys_flags=options.flags)
                     outputs.append(gatys_output)
                 scores = score(Path(options.scorer), Path(photo), Path(style), *outputs)
                 for key, (style_error, content_error) in zip(("fast", "gatys"), scores):

@@ -194,6 +194,21 @@ def test_fast_benchmark_times_and_scores_a_network_beside_gatys(tmp_path):
     assert result.stdout.count("Gatys style") == 2
     assert Image.open(out / "0_net_style_sheet.png").height > 48
     assert Image.open(out / "1_adain_style_sheet.png").height > 48
+    # The same Gatys runs again, from the report: taken (and rescored), not run.
+    again = run("fast_benchmark.py", f"--models={tmp_path / 'net'}", "--sizes=64",
+                f"--gatys_from={out / 'fast_benchmark.json'}", "--max_size=64",
+                "--flags=--scales=1 --steps=2", f"--output_dir={tmp_path / 'again'}")
+    assert again.returncode == 0, again.stderr
+    [rescored] = [row for row in json.loads((tmp_path / "again" / "fast_benchmark.json")
+                                            .read_text()) if "photo" in row]
+    for key in ("gatys", "gatys_seconds", "gatys_style_error", "gatys_content_error"):
+        assert rescored[key] == johnson[key]
+    assert not list((tmp_path / "again").glob("gatys*"))
+    other = run("fast_benchmark.py", f"--models={tmp_path / 'net'}", "--sizes=64",
+                f"--gatys_from={out / 'fast_benchmark.json'}", "--max_size=96",
+                "--flags=--scales=1 --steps=2", f"--output_dir={tmp_path / 'other'}")
+    assert other.returncode != 0
+    assert "made with --max_size=64 --flags='--scales=1 --steps=2'" in other.stderr
     # The training curve of the README's records, from the run's TensorBoard log.
     curve = run("training_curve.py", str(tmp_path / "net"), f"--output={tmp_path / 'curve.png'}",
                 "--smooth=1")
