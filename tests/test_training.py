@@ -101,12 +101,29 @@ def test_ctrl_c_saves_the_network_and_resume_ends_where_the_whole_run_does(
     monkeypatch.setattr(training, "photo_batches", real_batches)
     assert train(photos, stopped) == 2
     assert "is not empty" in capsys.readouterr().err
-    assert train(photos, stopped, "--resume", "--learning_rate=0.5") == 2
+    assert train(photos, stopped, "--resume", "--beta=2") == 2
     assert "other settings" in capsys.readouterr().err
     assert train(photos, stopped, "--resume") == 0
     photo = make_content(40, 32)[None]
     np.testing.assert_allclose(network_output(stopped, photo),
                                network_output(tmp_path / "whole", photo), atol=1e-6)
+
+
+def test_a_resumed_piece_takes_its_own_learning_rate(photos, tmp_path):
+    model_dir = tmp_path / "model"
+    assert train(photos, model_dir) == 0
+    photo = make_content(40, 32)[None]
+    before = network_output(model_dir, photo)
+    # At a rate of 1e-12 Adam's steps (about the rate each) leave the network as it was; at the
+    # checkpoint's 1e-3 they would move it by far more.
+    assert train(photos, model_dir, "--resume", "--steps=6", "--learning_rate=1e-12") == 0
+    np.testing.assert_allclose(network_output(model_dir, photo), before, atol=1e-7)
+    record = json.loads((model_dir / "model.json").read_text())
+    assert record["learning_rates"] == [[0, 1e-3], [4, 1e-12]] and record["steps_done"] == 6
+    assert train(photos, model_dir, "--resume", "--steps=8", "--learning_rate=1e-3") == 0
+    assert np.abs(network_output(model_dir, photo) - before).max() > 1e-4
+    record = json.loads((model_dir / "model.json").read_text())
+    assert record["learning_rates"] == [[0, 1e-3], [4, 1e-12], [6, 1e-3]]
 
 
 def test_a_conditional_network_learns_several_styles_and_mixes_them(photos, tmp_path, capsys):

@@ -57,7 +57,8 @@ class TrainConfig:
     batch_size: int = _setting(4, "Photos per step.")
     crop_size: int = _setting(256, "Side of the square crops the network trains on.")
     learning_rate: float = _setting(1e-3, "Adam's learning rate (an AdaIN decoder, which has no "
-                                    "normalisation, wants 1e-4 to 2e-4).")
+                                    "normalisation, wants 1e-4 to 2e-4); a --resume may lower "
+                                    "it.")
     width: int = _setting(32, "Filters of the network's first layer (32 in the paper; 8 or 16 "
                           "train far faster on a CPU); of an AdaIN decoder's last (64 in the "
                           "paper).")

@@ -304,11 +304,11 @@ def _check_model_dir(config: "TrainConfig") -> Path:
             earlier = json.loads((directory / SETTINGS_FILE).read_text())
         except (OSError, ValueError):
             earlier = None
-        if not isinstance(earlier, dict) or {**earlier, "steps": None} != {
-                **_settings(config), "steps": None}:
+        free = {"steps": None, "learning_rate": None}  # a piece may go further, or slower
+        if not isinstance(earlier, dict) or {**earlier, **free} != {**_settings(config), **free}:
             raise UserError(f"--model_dir '{directory}' holds a training run with other "
                             "settings; --resume continues only the same run (with as many "
-                            "--steps or more).")
+                            "--steps or more, and any --learning_rate).")
     elif directory.is_dir() and (_has_checkpoint(directory) or any(
             path.name not in (SETTINGS_FILE, "checkpoints", "logs")
             for path in directory.iterdir())):
@@ -424,6 +424,7 @@ def train(config: "TrainConfig") -> Training:
     manager = tf.train.CheckpointManager(checkpoint, str(directory / "checkpoints"), 2)
     if config.resume:
         checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        trainer.optimizer.learning_rate = config.learning_rate  # not the checkpoint's
     first = int(step.numpy())
     if first >= config.steps:
         raise UserError(f"The run in '{directory}' is at step {first} already; resume with "
@@ -494,27 +495,34 @@ def train(config: "TrainConfig") -> Training:
     model = directory / fast.MODEL_FILE
     seconds = time.perf_counter() - start
     _save_model(network, model)
-    _save_record(config, model, done, seconds, paths, held_out_paths, costs)
+    _save_record(config, model, first, done, seconds, paths, held_out_paths, costs)
     return Training(str(model), done, seconds, stop.signal_name, costs)
 
 
-def _save_record(config: "TrainConfig", model: Path, done: int, seconds: float,
+def _save_record(config: "TrainConfig", model: Path, first: int, done: int, seconds: float,
                  paths: Sequence[str], held_out: Sequence[str], costs: dict[str, float]) -> None:
     """model.json beside the model: its settings, steps, wall time over every resumed piece,
-    photos and last costs (what the README records of a bundled network)."""
+    the learning rate from each piece's first step on ([[step, rate], ...]), photos and last
+    costs (what the README records of a bundled network)."""
     record = model.with_suffix(".json")
-    earlier = 0.0
+    earlier, rates = 0.0, []
     if config.resume:
         try:
-            earlier = float(json.loads(record.read_text())["seconds"])
-        except (OSError, ValueError, KeyError, TypeError):
+            before = json.loads(record.read_text())
+            earlier = float(before["seconds"])
+            rates = [[int(step), float(rate)] for step, rate in
+                     before.get("learning_rates", [[0, before["learning_rate"]]])]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass
+    if not rates or rates[-1][1] != config.learning_rate:
+        rates = [*rates, [first, config.learning_rate]]
     settings = _settings(config)
     if config.extend:  # the styles of the network written: the extended one's, then these
         base = _extended(config)
         settings["style"] = ",".join([base.style_names or ",".join(["?"] * base.styles),
                                       settings["style"]])
     text = json.dumps({**settings, "steps_done": done, "seconds": earlier + seconds,
+                       "learning_rates": rates,
                        "training_photos": len(paths), "held_out_photos": list(held_out),
                        "last_costs": costs}, indent=1)
     temp = record.with_name(f".{record.name}.tmp")
