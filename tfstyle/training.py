@@ -263,7 +263,8 @@ def _photos(config: "TrainConfig") -> tuple[list[str], list[str]]:
         return [], []
     if not config.content_dir:
         raise UserError("Say which photos to train on with --content_dir=DIR.")
-    return _split(config, jobs.find_inputs(config.content_dir), "--content_dir")
+    return _split(config, jobs.find_inputs(config.content_dir), "--content_dir",
+                  config.content_dir)
 
 
 def _paintings(config: "TrainConfig") -> tuple[list[str], list[str]]:
@@ -271,12 +272,13 @@ def _paintings(config: "TrainConfig") -> tuple[list[str], list[str]]:
     if not config.style:
         raise UserError("Say which style images to learn from with --style=DIR (a folder or "
                         "glob of paintings).")
-    return _split(config, jobs.find_inputs(config.style), "--style")
+    return _split(config, jobs.find_inputs(config.style), "--style", config.style)
 
 
-def _split(config: "TrainConfig", paths: Sequence[str], flag: str) -> tuple[list[str], list[str]]:
-    """(the images to train on, the first --held_out in name order kept out)."""
-    setting = config.content_dir if flag == "--content_dir" else config.style
+def _split(config: "TrainConfig", paths: Sequence[str], flag: str, setting: str
+           ) -> tuple[list[str], list[str]]:
+    """(the images to train on, the first --held_out in name order kept out) of the images
+    `paths` that `flag`=`setting` names."""
     if len(paths) <= config.held_out:
         raise UserError(f"{flag} '{setting}' has {len(paths)} image(s); training needs more "
                         f"than the {config.held_out} --held_out.")
