@@ -80,9 +80,12 @@ def test_a_trained_network_stylises_through_run_and_the_api(photos, tmp_path):
         "photo0.png", "photo1.png", "photo2.png", "tfstyle-summary.json"]
 
 
+@pytest.mark.parametrize("unreadable_photo", [False, True])
 def test_ctrl_c_saves_the_network_and_resume_ends_where_the_whole_run_does(
-        photos, tmp_path, monkeypatch, capsys):
+        photos, tmp_path, monkeypatch, capsys, unreadable_photo):
     tf.config.experimental.enable_op_determinism()
+    if unreadable_photo:  # left out when first drawn, before the stop: the resumed run's
+        (photos / "photo9.png").write_bytes(b"broken")  # skipped batches must leave it out too
     assert train(photos, tmp_path / "whole") == 0
     real_batches = training.photo_batches
 

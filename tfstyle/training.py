@@ -18,7 +18,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 import keras
 import numpy as np
@@ -36,6 +36,7 @@ from tfstyle.objective import Costs, Objective
 from tfstyle.style import Style
 
 SETTINGS_FILE = "train.json"  # what a resumed run must share
+LEFT_OUT_FILE = "left_out.json"  # the unreadable photos found up to the latest checkpoint
 
 if TYPE_CHECKING:
     from tfstyle.train import TrainConfig
@@ -55,14 +56,16 @@ def random_crop(photo: Image.Image, crop: int, rng: np.random.Generator) -> np.n
 
 
 def photo_batches(paths: Sequence[str], crop: int, batch: int, seed: int,
-                  start: int = 0, kind: str = "photos") -> Iterator[np.ndarray]:
+                  start: int = 0, kind: str = "photos",
+                  unreadable: Optional[set[str]] = None) -> Iterator[np.ndarray]:
     """Batches [batch, crop, crop, 3] of random crops of the photos (or paintings: `kind`) at
     `paths`, one after another in a shuffled order reshuffled at each pass; the same `seed`
     gives the same batches, and `start` skips that many batches (a resumed run sees what it
-    would have)."""
+    would have). Photos that cannot be read are left out and added to `unreadable`; a resumed
+    run passes those its first piece found, as the batches it skips are not read."""
     rng = np.random.default_rng(seed)
     order: list[int] = []
-    unreadable: set[str] = set()
+    unreadable = set() if unreadable is None else unreadable
     number = 0
     while True:
         crops = []
@@ -351,6 +354,24 @@ def _settings(config: "TrainConfig") -> dict:
     return json.loads(json.dumps(values))
 
 
+def _read_left_out(directory: Path) -> set[str]:
+    """The unreadable photos a run in `directory` had found by its latest checkpoint."""
+    try:
+        return set(json.loads((directory / LEFT_OUT_FILE).read_text()))
+    except (OSError, ValueError, TypeError):  # none found (no file), or an older run's folder
+        return set()
+
+
+def _write_left_out(directory: Path, unreadable: set[str]) -> None:
+    if not unreadable:
+        return
+    try:
+        (directory / LEFT_OUT_FILE).write_text(json.dumps(sorted(unreadable)))
+    except OSError as error:  # the checkpoint is written; only a resume's batches may differ
+        logging.warning("Cannot write '%s' (%s): a --resume may draw other batches than the "
+                        "whole run would.", directory / LEFT_OUT_FILE, error.strerror or error)
+
+
 def _save_model(network: keras.Model, path: Path) -> None:
     """Written beside, then moved in place: a crash leaves the previous model whole."""
     temp = path.with_name(f".{path.stem}-{os.getpid()}.keras")
@@ -424,9 +445,11 @@ def train(config: "TrainConfig") -> Training:
     step = tf.Variable(0, dtype=tf.int64, name="step")
     checkpoint = tf.train.Checkpoint(step=step, **trainer.trackables())
     manager = tf.train.CheckpointManager(checkpoint, str(directory / "checkpoints"), 2)
+    unreadable: set[str] = set()
     if config.resume:
         checkpoint.restore(manager.latest_checkpoint).expect_partial()
         trainer.optimizer.learning_rate = config.learning_rate  # not the checkpoint's
+        unreadable = _read_left_out(directory)
     first = int(step.numpy())
     if first >= config.steps:
         raise UserError(f"The run in '{directory}' is at step {first} already; resume with "
@@ -441,15 +464,20 @@ def train(config: "TrainConfig") -> Training:
         batches = noise_batches(config, start=first)
         held_out = networks.texture_noise(2, crop, crop, config.levels, [config.seed, 2 ** 31])
     else:
-        batches = photo_batches(paths, crop, config.batch_size, config.seed, start=first)
+        batches = photo_batches(paths, crop, config.batch_size, config.seed, start=first,
+                                unreadable=unreadable)
     if arbitrary:  # each photo with a crop of a painting, drawn in an order of their own
         batches = zip(batches, photo_batches(painting_paths, crop, config.batch_size,
-                                             config.seed + 1, first, "paintings"))
+                                             config.seed + 1, first, "paintings", unreadable))
     _write_settings(config, directory)
     start = time.perf_counter()
     costs: dict[str, float] = {}
     saved = first  # the step of the latest checkpoint
     stop = StopRequests()
+
+    def save(number: int) -> None:
+        manager.save(checkpoint_number=number)
+        _write_left_out(directory, unreadable)
 
     def samples() -> np.ndarray:
         """The held-out photos through the network (in each style, if conditional)."""
@@ -481,7 +509,7 @@ def train(config: "TrainConfig") -> Training:
                     raise UserError(f"The training cost became {costs['total']} at step "
                                     f"{number}; a lower --learning_rate may help ({kept}).")
                 if number % config.checkpoint_every == 0 or stop.signal_name:
-                    manager.save(checkpoint_number=number)
+                    save(number)
                     saved = number
                 if stop.signal_name:
                     break
@@ -493,7 +521,7 @@ def train(config: "TrainConfig") -> Training:
         log.close()
     done = int(step.numpy())
     if done != saved:
-        manager.save(checkpoint_number=done)
+        save(done)
     model = directory / fast.MODEL_FILE
     seconds = time.perf_counter() - start
     _save_model(network, model)
