@@ -1,6 +1,5 @@
 """The bundled networks (tfstyle/samples/NAME.keras with their training records NAME.json):
 each loads offline and paints, and each record reads the same on any machine."""
-import json
 import os
 
 import numpy as np

@@ -366,10 +366,17 @@ def _write_left_out(directory: Path, unreadable: set[str]) -> None:
     if not unreadable:
         return
     try:
-        (directory / LEFT_OUT_FILE).write_text(json.dumps(sorted(unreadable)))
+        _write_text(directory / LEFT_OUT_FILE, json.dumps(sorted(unreadable)))
     except OSError as error:  # the checkpoint is written; only a resume's batches may differ
         logging.warning("Cannot write '%s' (%s): a --resume may draw other batches than the "
                         "whole run would.", directory / LEFT_OUT_FILE, error.strerror or error)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Written beside, then moved in place: a crash leaves the previous file whole."""
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)
 
 
 def _save_model(network: keras.Model, path: Path) -> None:
@@ -555,10 +562,8 @@ def _save_record(config: "TrainConfig", model: Path, first: int, done: int, seco
                        "learning_rates": rates,
                        "training_photos": len(paths), "held_out_photos": list(held_out),
                        "last_costs": costs}, indent=1)
-    temp = record.with_name(f".{record.name}.tmp")
     try:
-        temp.write_text(text)
-        os.replace(temp, record)
+        _write_text(record, text)
     except OSError as error:
         raise UserError(f"Cannot write '{record}' ({error.strerror or error}); the model "
                         "itself is written.") from None
